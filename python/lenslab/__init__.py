@@ -1,0 +1,35 @@
+"""lenslab: read, edit, patch and steer model internals from a notebook.
+
+Importing lenslab changes nothing in torch or transformers; hooks exist only while a trace runs.
+"""
+
+from .engine.saving import save
+from .errors import (
+    EditError,
+    InputError,
+    LensError,
+    LensWarning,
+    ModuleNotCalledError,
+    ModulePathError,
+    OutOfOrderError,
+    TraceStateError,
+)
+from .models.language import LanguageModel
+from .models.module import NNsight
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EditError",
+    "InputError",
+    "LanguageModel",
+    "LensError",
+    "LensWarning",
+    "ModuleNotCalledError",
+    "ModulePathError",
+    "NNsight",
+    "OutOfOrderError",
+    "TraceStateError",
+    "__version__",
+    "save",
+]

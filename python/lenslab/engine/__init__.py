@@ -1,0 +1,1 @@
+"""The tracing engine: envoys, the with-blocks, and the interleaved forward."""

@@ -1,0 +1,76 @@
+"""Control over the caller's frame for deferred ``tracer.invoke`` bodies, via public APIs only.
+
+A deferred invoke body must not run where it is written (it runs later, inside the batched
+forward), and the names it binds must then appear in the caller's scope. Both use the tracing
+hooks debuggers use (``sys.settrace`` / ``frame.f_trace``), installed for one event and removed
+at once; names are written through ``frame.f_locals``, which CPython copies back into a
+function's fast locals after a trace callback (3.10-3.12) or writes through directly (PEP 667,
+3.13+). No ctypes, no private C API.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from types import FrameType
+from typing import Any
+
+_CO_OPTIMIZED = 0x1
+_WRITES_THROUGH = sys.version_info >= (3, 13)
+
+
+class SkipBody(BaseException):
+    """Raised at the first instruction of a deferred with-body; its ``__exit__`` swallows it."""
+
+
+def _ignore(frame: FrameType, event: str, arg: Any) -> None:
+    return None
+
+
+def skip_body(frame: FrameType) -> None:
+    """Make the with-body about to run in ``frame`` raise SkipBody before its first step."""
+    previous_global = sys.gettrace()
+    previous_local = frame.f_trace
+
+    def stop(traced: FrameType, event: str, arg: Any) -> Any:
+        if traced is frame and event in ("line", "opcode"):
+            frame.f_trace = previous_local
+            frame.f_trace_opcodes = False
+            sys.settrace(previous_global)
+            raise SkipBody
+        return stop
+
+    frame.f_trace = stop
+    frame.f_trace_opcodes = True  # one-line bodies emit no line event
+    sys.settrace(previous_global or _ignore)
+
+
+def write_names(frame: FrameType, names: Mapping[str, Any]) -> None:
+    """Bind ``names`` in the scope running in ``frame`` before its next line runs."""
+    if not names:
+        return
+    if _WRITES_THROUGH or not frame.f_code.co_flags & _CO_OPTIMIZED:
+        scope = frame.f_locals  # module and class scopes: the real dict; 3.13+: write-through
+        for name, value in names.items():
+            scope[name] = value
+        return
+    pending = getattr(frame.f_trace, "lenslab_pending", None)
+    if pending is not None:  # a write already waits for this frame's next event: add to it
+        pending.update(names)
+        return
+    previous_global = sys.gettrace()
+    previous_local = frame.f_trace
+    values = dict(names)
+
+    def write(traced: FrameType, event: str, arg: Any) -> Any:
+        if traced is not frame:
+            return None
+        traced.f_locals.update(values)  # CPython copies f_locals back after this callback
+        frame.f_trace = previous_local
+        sys.settrace(previous_global)
+        return previous_local
+
+    write.lenslab_pending = values  # type: ignore[attr-defined]
+    frame.f_trace = write
+    frame.f_trace_lines = True
+    sys.settrace(previous_global or _ignore)

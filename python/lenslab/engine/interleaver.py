@@ -1,0 +1,161 @@
+"""Runs one forward on its own greenlet and pauses it wherever a trace body asks for a value.
+
+Why greenlets: a trace body runs as ordinary Python on the caller's thread (so pdb, magics,
+``exec`` and tracebacks behave as usual), while the forward waits inside a module hook. A
+greenlet switch costs about half a microsecond, against ~75 us for a thread hand-off, and
+needs no interpreter tricks.
+
+Hooks exist only on the modules some body reads, only while the forward runs, and act only
+on this forward's greenlet: a direct call like ``model.lm_head(h)`` from a body, or another
+thread using the same model, passes straight through them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from greenlet import GreenletExit, getcurrent, greenlet
+from torch import nn
+
+if TYPE_CHECKING:
+    from torch.utils.hooks import RemovableHandle
+
+    from .mediator import Mediator
+
+Key = tuple[nn.Module, str, int]  # (module, "output" | "input", forward call number)
+
+
+class _Abort(BaseException):
+    """Unwinds the forward when a body fails or the trace is left early."""
+
+
+class Interleaver:
+    """One forward pass (or one generation) shared by the bodies of a trace's invokes."""
+
+    def __init__(self, root: nn.Module, run: Callable[[], Any], batch: int) -> None:
+        self.root = root
+        self.batch = batch
+        self.mediators: list[Mediator] = []
+        self.values: dict[Key, Any] = {}  # what watched modules produced, full batch
+        self.step = -1  # calls of the root module so far (generation steps)
+        self.finished = False
+        self.result: Any = None
+        self.failure: BaseException | None = None
+        self.current: Key | None = None  # the value being handed to bodies right now
+        self._run = run
+        self._hooks: dict[tuple[nn.Module, str], RemovableHandle] = {}
+        self.greenlet = greenlet(self._main)
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def watch(self, module: nn.Module, kind: str) -> None:
+        """Keep (and offer to bodies) the values ``module`` produces of this kind."""
+        if (module, kind) in self._hooks:
+            return
+        if kind == "output":
+            handle = module.register_forward_hook(self._on_output)
+        else:
+            handle = module.register_forward_pre_hook(self._on_input, with_kwargs=True)
+        self._hooks[(module, kind)] = handle
+
+    # -- driving, from the caller's greenlet ----------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return bool(self.greenlet) or self.greenlet.dead
+
+    def resume(self) -> Any:
+        """Let the forward run until it next needs a body; returns what it hands back."""
+        return self.greenlet.switch()
+
+    def abort(self) -> None:
+        """Unwind a paused forward (removing its hooks) and end every body still waiting."""
+        if self.greenlet and not self.greenlet.dead:
+            self.greenlet.throw(_Abort())
+        self._close_bodies()
+
+    def _close_bodies(self) -> None:
+        for mediator in self.mediators:
+            mediator.close()
+
+    # -- the forward's greenlet -----------------------------------------------------------------
+
+    def _main(self) -> Any:
+        step_hook = self.root.register_forward_pre_hook(self._on_step, prepend=True)
+        try:
+            for mediator in self.mediators:
+                if mediator.start_on is None:
+                    mediator.start()
+                    self._raise_if_failed()
+            self.result = self._run()
+        except _Abort:
+            return None
+        finally:
+            self.finished = True
+            step_hook.remove()
+            for handle in self._hooks.values():
+                handle.remove()
+            self._hooks.clear()
+        for mediator in self.mediators:
+            mediator.forward_finished()
+            if self.failure is not None:
+                break
+        return self.result
+
+    def _raise_if_failed(self) -> None:
+        if self.failure is not None:
+            raise _Abort
+
+    def _on_step(self, module: nn.Module, args: Any) -> None:
+        if getcurrent() is self.greenlet:
+            self.step += 1
+
+    def _on_output(self, module: nn.Module, args: Any, output: Any) -> Any:
+        if getcurrent() is not self.greenlet:
+            return None
+        key = (module, "output", self.step)
+        if key in self.values:  # called again in the same step: only the first call is traced
+            return None
+        new = self._deliver(key, output)
+        self.values[key] = new
+        return None if new is output else new
+
+    def _on_input(self, module: nn.Module, args: Any, kwargs: Any) -> Any:
+        if getcurrent() is not self.greenlet:
+            return None
+        key = (module, "input", self.step)
+        if key in self.values:
+            return None
+        value = (args, kwargs)
+        new = self._deliver(key, value)
+        self.values[key] = new
+        return None if new is value else new
+
+    def _deliver(self, key: Key, value: Any) -> Any:
+        self.values[key] = value
+        self.current = key
+        module = key[0]
+        for mediator in self.mediators:
+            if not mediator.started and module in mediator.start_on:  # type: ignore[operator]
+                mediator.start()
+                self._raise_if_failed()
+            if mediator.waiting == key:
+                value = mediator.deliver(key, value)
+                self._raise_if_failed()
+        self.current = None
+        return value
+
+    def fail(self, error: BaseException) -> None:
+        """A body raised: remember it; the forward unwinds at its next step."""
+        if self.failure is None:
+            self.failure = error
+
+
+def end_greenlet(g: greenlet) -> None:
+    """Finish a suspended body greenlet, running its ``finally`` blocks."""
+    if g and not g.dead:
+        try:
+            g.throw(GreenletExit)
+        except GreenletExit:
+            pass

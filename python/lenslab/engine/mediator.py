@@ -1,0 +1,282 @@
+"""One invoke's body: where it waits in the forward, and what it may read and write.
+
+A body reads ``module.output`` by parking on that module's hook until the forward reaches it;
+while parked, the forward waits and the body may read and edit the value. Reading a module the
+forward already passed returns what it produced (when the module was watched); editing one is
+an error, raised at once, because the edit could no longer reach the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from greenlet import GreenletExit, getcurrent, greenlet
+
+from ..errors import EditError, ModuleNotCalledError, OutOfOrderError, TraceStateError
+from .interleaver import Interleaver, Key, end_greenlet
+from .values import check_replacement, splice, tensors_in, view
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from .envoy import Envoy
+
+_bodies: dict[greenlet, list[Mediator]] = {}  # greenlet running a body -> its open mediators
+
+
+def mediator_for(envoy: Envoy, kind: str) -> Mediator:
+    """The mediator of the body running here that traces ``envoy``'s model."""
+    stack = _bodies.get(getcurrent())
+    if stack:
+        root = envoy._root._module
+        for mediator in reversed(stack):
+            if mediator.interleaver.root is root:
+                return mediator
+    raise TraceStateError(
+        f"{envoy._name}.{kind} is only available inside `with model.trace(...)` "
+        "(or `model.generate(...)`), and, when the trace uses tracer.invoke(...), inside an "
+        "invoke block. Move this line into the with-block."
+    )
+
+
+class _Slot:
+    __slots__ = ("key", "label", "value")
+
+    def __init__(self, key: Key, label: str, value: Any) -> None:
+        self.key, self.label, self.value = key, label, value
+
+
+class Mediator:
+    """The body of one invoke, owning rows ``rows`` of the batch (None: the whole batch)."""
+
+    def __init__(
+        self,
+        interleaver: Interleaver,
+        rows: slice | None,
+        body: Callable[[], None] | None = None,
+    ) -> None:
+        self.interleaver = interleaver
+        self.rows = rows
+        self.index = len(interleaver.mediators)
+        self.step = 0
+        self.waiting: Key | None = None
+        self.slot: _Slot | None = None
+        self._body = body
+        self._label = ""  # what the body is waiting for, for messages
+        self._last_label: str | None = None  # the last value the forward handed this body
+        self._held: list[tuple[str, torch.Tensor, int]] = []
+        self.after_switch: Callable[[], None] | None = None  # run on the forward's side
+        # A deferred body starts when the forward first reaches one of these modules (None: at
+        # once), so that names bound by earlier invokes up to that point are visible to it.
+        self.start_on: frozenset[nn.Module] | None = None
+        self.started = body is None
+        if body is None:  # runs inline on the caller's greenlet
+            self.greenlet = getcurrent()
+            self.activate()
+        else:
+            self.greenlet = greenlet(self._run_body, parent=interleaver.greenlet)
+        interleaver.mediators.append(self)
+
+    # -- registration ------------------------------------------------------------------------
+
+    def activate(self) -> None:
+        _bodies.setdefault(self.greenlet, []).append(self)
+
+    def deactivate(self) -> None:
+        stack = _bodies.get(self.greenlet)
+        if stack and self in stack:
+            stack.remove(self)
+            if not stack:
+                del _bodies[self.greenlet]
+
+    def close(self) -> None:
+        """Forget this body; end its greenlet if it is suspended mid-body."""
+        self.deactivate()
+        if self._body is not None:
+            end_greenlet(self.greenlet)
+
+    # -- called on the forward's greenlet -------------------------------------------------------
+
+    def start(self) -> None:
+        """Run a deferred body up to its first request."""
+        if not self.started:
+            self.started = True
+            self.greenlet.switch()
+            if self.after_switch is not None:
+                self.after_switch()
+
+    def deliver(self, key: Key, value: Any) -> Any:
+        """Hand the body the value it waits for; return the value after its edits."""
+        slot = _Slot(key, self._label, value)
+        self.slot, self.waiting = slot, None
+        self.greenlet.switch()
+        if self.after_switch is not None:
+            self.after_switch()
+        return slot.value
+
+    def forward_finished(self) -> None:
+        """Wake a deferred body still waiting, so its read raises ModuleNotCalledError."""
+        if not self.started:
+            self.start()
+        elif self._body is not None and self.waiting is not None:
+            self.greenlet.switch()
+
+    def _run_body(self) -> None:
+        assert self._body is not None
+        self.activate()
+        try:
+            self._body()
+            self._check_held()
+        except GreenletExit:
+            raise
+        except BaseException as error:  # noqa: BLE001 - re-raised by the tracer, on the caller
+            self.interleaver.fail(error)
+        finally:
+            self.slot = self.waiting = None
+            self.deactivate()
+
+    # -- called by the body ---------------------------------------------------------------------
+
+    def read(self, envoy: Envoy, kind: str) -> Any:
+        """The value of ``envoy.<kind>`` as this invoke sees it."""
+        full = self._value(envoy, kind)
+        il = self.interleaver
+        if kind == "output":
+            return view(full, self.rows, il.batch)
+        args, kwargs = full
+        if kind == "inputs":
+            return view((args, kwargs), self.rows, il.batch)
+        return view(_first_input(args, kwargs, envoy), self.rows, il.batch)
+
+    def write(self, envoy: Envoy, kind: str, value: Any) -> None:
+        """Replace ``envoy.<kind>`` for this invoke's rows."""
+        key = self._key(envoy, kind)
+        slot = self.slot
+        label = f"{envoy._name}.{kind}"
+        if slot is None or slot.key != key:
+            if key in self.interleaver.values and key != self.interleaver.current:
+                raise OutOfOrderError(
+                    f"cannot set {label}: the forward pass already ran past it (it is at "
+                    f"{self._last_label}). Edits must come in forward order: move this edit "
+                    f"above the line that reads {self._last_label}."
+                )
+            self._value(envoy, kind)
+            slot = self.slot
+            assert slot is not None
+        rows, batch = self.rows, self.interleaver.batch
+        if kind == "output":
+            check_replacement(view(slot.value, rows, batch), value, label)
+            slot.value = splice(slot.value, rows, batch, value)
+            return
+        args, kwargs = slot.value
+        if kind == "inputs":
+            new_args, new_kwargs = _as_inputs(value, label)
+            check_replacement(view(args, rows, batch), new_args, f"{label}[0]")
+            kwargs = dict(kwargs)
+            for name, new in new_kwargs.items():
+                if name in kwargs:
+                    check_replacement(view(kwargs[name], rows, batch), new, f"{label}[1][{name!r}]")
+                    new = splice(kwargs[name], rows, batch, new)
+                kwargs[name] = new
+            slot.value = (splice(args, rows, batch, tuple(new_args)), kwargs)
+            return
+        if args:
+            check_replacement(view(args[0], rows, batch), value, label)
+            slot.value = ((splice(args[0], rows, batch, value), *args[1:]), kwargs)
+        else:
+            name = next(iter(kwargs))
+            check_replacement(view(kwargs[name], rows, batch), value, label)
+            slot.value = (args, {**kwargs, name: splice(kwargs[name], rows, batch, value)})
+
+    def _key(self, envoy: Envoy, kind: str) -> Key:
+        return (envoy._module, "output" if kind == "output" else "input", self.step)
+
+    def _value(self, envoy: Envoy, kind: str) -> Any:
+        key = self._key(envoy, kind)
+        slot = self.slot
+        if slot is not None and slot.key == key:
+            return slot.value
+        il = self.interleaver
+        if key in il.values and key != il.current:  # already passed (and it was watched)
+            value = il.values[key]
+            self._hold(f"{envoy._name}.{kind}", value)
+            return value
+        if il.finished:
+            raise self._never(envoy, kind)
+        il.watch(key[0], key[1])
+        self.waiting, self._label = key, f"{envoy._name}.{kind}"
+        self._yield()
+        slot = self.slot
+        if slot is None or slot.key != key:
+            raise self._never(envoy, kind)
+        self._last_label = slot.label
+        return slot.value
+
+    def _yield(self) -> None:
+        """Give the forward control until it hands this body a value (or finishes)."""
+        self._check_held()
+        if self.slot is not None:
+            self._hold(self.slot.label, self.slot.value)
+        self.slot = None
+        self.interleaver.greenlet.switch()
+        self._held = [(label, t, t._version) for label, t, _ in self._held]
+
+    def finish(self) -> None:
+        """The inline body is done: let the forward run to its end."""
+        self._check_held()
+        self.slot = None
+        self.waiting = None
+
+    # -- in-place edits of values the forward already used ---------------------------------------
+
+    def _hold(self, label: str, value: Any) -> None:
+        self._held.extend((label, t, t._version) for t in tensors_in(value))
+
+    def _check_held(self) -> None:
+        for label, tensor, version in self._held:
+            if tensor._version != version:
+                raise OutOfOrderError(
+                    f"{label} was edited in place after the forward pass had already used it, "
+                    "so the edit cannot reach the model's result. Make the edit before reading "
+                    "any later module, or .clone() the value to change a copy."
+                )
+
+    def _never(self, envoy: Envoy, kind: str) -> ModuleNotCalledError:
+        label = f"{envoy._name}.{kind}"
+        if self.step > self.interleaver.step:
+            return ModuleNotCalledError(
+                f"{label} at step {self.step} was never produced: the run ended after step "
+                f"{self.interleaver.step}."
+            )
+        if self._last_label is None:
+            return ModuleNotCalledError(
+                f"{label} was never produced: the forward pass ran to its end without calling "
+                f"{envoy._name}. This model's forward does not use that module; print(model) "
+                "shows the modules and their order."
+            )
+        return ModuleNotCalledError(
+            f"{label} was not produced after {self._last_label}, which this body read first: "
+            f"either {envoy._name} runs earlier in the forward pass (read it before "
+            f"{self._last_label}), or this model's forward never calls it."
+        )
+
+
+def _first_input(args: tuple[Any, ...], kwargs: dict[str, Any], envoy: Envoy) -> Any:
+    if args:
+        return args[0]
+    if kwargs:
+        return next(iter(kwargs.values()))
+    raise TraceStateError(f"{envoy._name} was called with no inputs, so .input has no value.")
+
+
+def _as_inputs(value: Any, label: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[0], (tuple, list))
+        and isinstance(value[1], dict)
+    ):
+        return tuple(value[0]), value[1]
+    raise EditError(f"cannot set {label}: expected (args, kwargs), got {type(value).__name__}.")

@@ -1,0 +1,176 @@
+"""The source of a with-block: which module values it touches, and its body as code.
+
+Two uses. Modules the body reads get their values kept as the forward passes them, so reads may
+come in any order (seed 1 reads ``h[5].output`` before ``h[5].attn.output``). And the bodies of
+``tracer.invoke(...)`` blocks are compiled here so that several invokes can run inside one
+batched forward. Source comes from ``linecache`` (files, notebook cells); where there is none
+(a string run with ``exec``) both features step aside and the block still works.
+"""
+
+from __future__ import annotations
+
+import ast
+import linecache
+from dataclasses import dataclass
+from types import CodeType, FrameType
+from typing import Any
+
+KINDS = frozenset({"output", "input", "inputs"})
+
+
+@dataclass(frozen=True)
+class Access:
+    """``root.steps...kind`` as written, e.g. ``model.model.layers[i].output``."""
+
+    root: str
+    steps: tuple[tuple[str, Any], ...]  # ("attr", name) or ("index", int | None = any)
+    kind: str
+
+
+@dataclass(frozen=True)
+class Block:
+    """What lenslab needs to know about one with-block."""
+
+    accesses: tuple[Access, ...]
+    body: CodeType | None  # the body alone, compiled with its own file and line numbers
+    assigned: frozenset[str]  # names the body binds
+
+
+_blocks: dict[tuple[int, int], tuple[CodeType, Block | None]] = {}
+_trees: dict[str, tuple[str, ast.Module | None]] = {}
+_MAX_CACHED = 4096
+
+
+def block_at(frame: FrameType) -> Block | None:
+    """The with-block whose header is executing in ``frame``, or None without source."""
+    code, line = frame.f_code, frame.f_lineno
+    key = (id(code), line)
+    hit = _blocks.get(key)
+    if hit is not None and hit[0] is code:
+        return hit[1]
+    block = _find_block(code.co_filename, line)
+    if len(_blocks) >= _MAX_CACHED:
+        _blocks.clear()
+    _blocks[key] = (code, block)
+    return block
+
+
+def _tree(filename: str) -> ast.Module | None:
+    source = "".join(linecache.getlines(filename))
+    if not source:
+        return None
+    cached = _trees.get(filename)
+    if cached is not None and cached[0] == source:
+        return cached[1]
+    try:
+        tree: ast.Module | None = ast.parse(source, filename)
+    except SyntaxError:
+        tree = None
+    _trees[filename] = (source, tree)
+    return tree
+
+
+def _find_block(filename: str, line: int) -> Block | None:
+    tree = _tree(filename)
+    if tree is None:
+        return None
+    best: ast.With | None = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.With) and node.body:
+            header_end = max(node.lineno, node.body[0].lineno - 1)
+            if node.lineno <= line <= header_end and (best is None or node.lineno >= best.lineno):
+                best = node
+    if best is None:
+        return None
+    return Block(
+        accesses=tuple(_accesses(best.body)),
+        body=_compile_body(best.body, filename),
+        assigned=frozenset(_assigned(best.body)),
+    )
+
+
+def _compile_body(body: list[ast.stmt], filename: str) -> CodeType | None:
+    try:
+        return compile(ast.Module(body=body, type_ignores=[]), filename, "exec")
+    except SyntaxError:  # return / yield / nonlocal: the body cannot run on its own
+        return None
+
+
+def _accesses(body: list[ast.stmt]) -> list[Access]:
+    found = []
+    for stmt in body:
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Attribute) and node.attr in KINDS:
+                access = _chain(node.value, node.attr)
+                if access is not None:
+                    found.append(access)
+    return found
+
+
+def _chain(node: ast.expr, kind: str) -> Access | None:
+    steps: list[tuple[str, Any]] = []
+    while True:
+        if isinstance(node, ast.Attribute):
+            steps.append(("attr", node.attr))
+            node = node.value
+        elif isinstance(node, ast.Subscript):
+            steps.append(("index", _constant_index(node.slice)))
+            node = node.value
+        elif isinstance(node, ast.Name):
+            return Access(node.id, tuple(reversed(steps)), kind)
+        else:
+            return None
+
+
+def _constant_index(node: ast.expr) -> int | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int):
+        return node.value
+    if (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, ast.USub)
+        and isinstance(node.operand, ast.Constant)
+        and isinstance(node.operand.value, int)
+    ):
+        return -node.operand.value
+    return None
+
+
+class _Binder(ast.NodeVisitor):
+    """Collects the names a block binds in its own scope (not in nested functions)."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, (ast.Store, ast.Del)):
+            self.names.add(node.id)
+
+    def _scope(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
+        self.names.add(node.name)
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _scope
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        pass
+
+    def _comprehension(self, node: ast.AST) -> None:
+        for child in ast.walk(node):
+            if isinstance(child, ast.NamedExpr) and isinstance(child.target, ast.Name):
+                self.names.add(child.target.id)
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
+
+    def visit_alias(self, node: ast.alias) -> None:
+        self.names.add(node.asname or node.name.split(".")[0])
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.name:
+            self.names.add(node.name)
+        self.generic_visit(node)
+
+
+def _assigned(body: list[ast.stmt]) -> set[str]:
+    binder = _Binder()
+    for stmt in body:
+        binder.visit(stmt)
+    return binder.names

@@ -1,0 +1,294 @@
+"""The with-blocks: ``model.trace(...)`` and ``tracer.invoke(...)``.
+
+``with model.trace(inputs):`` runs its body inline, as plain Python on the caller's thread; the
+forward advances to each module the body reads and waits there.
+
+``tracer.invoke(...)`` blocks are different: their bodies must all share one batched forward,
+which cannot start before the last invoke is known. So each invoke body is read from source and
+skipped where it stands; when the trace ends, the bodies run (each in the namespace it was
+written in, seeing names bound by earlier invokes) inside one forward over the batch of all
+their inputs, and the names they bound are written back into the caller's scope. Without
+source (a string run with ``exec``), an invoke runs inline with its own forward: same values,
+one warning.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import warnings
+from collections.abc import Callable, Iterable
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from torch import nn
+
+from ..errors import InputError, LensWarning
+from . import frames, source
+from .envoy import Envoy
+from .interleaver import Interleaver
+from .mediator import Mediator
+from .saving import saving_enabled
+
+if TYPE_CHECKING:
+    from .source import Access, Block
+
+
+class Traceable(Protocol):
+    """What a model wrapper gives the tracer (see models/module.py)."""
+
+    _module: nn.Module
+
+    def _ready(self) -> None: ...
+
+    def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
+
+    def _batch(self, prepared: list[Any]) -> tuple[Callable[[], Any], list[slice | None], int]: ...
+
+
+class Tracer:
+    """``with model.trace(...) as tracer:``; after the block, ``tracer.result`` is the output."""
+
+    def __init__(self, model: Traceable, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.model = model
+        self.result: Any = None
+        self.saved: list[Any] = []
+        self._inputs = (args, kwargs) if args or kwargs else None
+        self._pending: list[Invoker] = []
+        self._interleaver: Interleaver | None = None
+        self._inline: Mediator | None = None
+        self._frame: FrameType | None = None
+        self._saving: Any = None
+
+    def invoke(self, *args: Any, **kwargs: Any) -> Invoker:
+        """One more input for this trace; its block's code sees only its own batch rows."""
+        if self._inputs is not None:
+            raise InputError(
+                "this trace already has inputs from model.trace(...); give inputs either to "
+                "model.trace(...) or to each tracer.invoke(...), not both."
+            )
+        if not args and not kwargs:
+            raise InputError("tracer.invoke() needs inputs, e.g. tracer.invoke('Hello').")
+        return Invoker(self, args, kwargs)
+
+    # -- the with statement --------------------------------------------------------------------
+
+    def __enter__(self) -> Tracer:
+        self.model._ready()
+        frame = sys._getframe(1)
+        self._frame = frame
+        self._saving = saving_enabled()
+        self.saved = self._saving.__enter__()
+        try:
+            if self._inputs is not None:
+                prepared = self.model._prepare(*self._inputs)
+                self._start_inline(prepared, source.block_at(frame), frame)
+        except BaseException:
+            self._saving.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(
+        self,
+        error_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        try:
+            if error_type is None:
+                self._finish_inline()
+                self._flush()
+        finally:
+            self._close()
+        return False
+
+    # -- inline runs ---------------------------------------------------------------------------
+
+    def _start_inline(self, prepared: Any, block: Block | None, frame: FrameType) -> None:
+        run, rows, batch = self.model._batch([prepared])
+        interleaver = Interleaver(self.model._module, run, batch)
+        if block is not None:
+            self._watch(interleaver, block.accesses, _lookup(frame))
+        self._interleaver = interleaver
+        self._inline = Mediator(interleaver, rows[0])
+
+    def _finish_inline(self) -> None:
+        mediator = self._inline
+        if mediator is None:
+            return
+        interleaver = mediator.interleaver
+        mediator.finish()
+        if not interleaver.finished:
+            interleaver.resume()
+        self.result = interleaver.result
+        mediator.deactivate()
+        self._inline = None
+
+    # -- deferred invokes ------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Run the pending invoke bodies inside one batched forward."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        run, rows, batch = self.model._batch([p.prepared for p in pending])
+        interleaver = Interleaver(self.model._module, run, batch)
+        self._interleaver = interleaver
+        namespaces = [p.namespace for p in pending]
+        for index, (invoker, rows_of_invoke) in enumerate(zip(pending, rows)):
+            block = invoker.block
+            assert block is not None and block.body is not None
+            mediator = Mediator(
+                interleaver, rows_of_invoke, functools.partial(exec, block.body, invoker.namespace)
+            )
+            mediator.after_switch = _publisher(block.assigned, namespaces, index)
+            watched = self._watch(interleaver, block.accesses, invoker.namespace.get)
+            if index > 0 and watched:
+                mediator.start_on = frozenset(watched)
+        interleaver.resume()
+        if interleaver.failure is not None:
+            raise _explained(interleaver.failure, pending)
+        self.result = interleaver.result
+        written: dict[str, Any] = {}
+        for invoker in pending:
+            assert invoker.block is not None
+            written.update(
+                (name, invoker.namespace[name])
+                for name in invoker.block.assigned
+                if name in invoker.namespace
+            )
+        assert self._frame is not None
+        frames.write_names(self._frame, written)
+
+    # -- shared --------------------------------------------------------------------------------
+
+    def _watch(
+        self,
+        interleaver: Interleaver,
+        accesses: Iterable[Access],
+        lookup: Callable[[str], Any],
+    ) -> list[nn.Module]:
+        """Keep the values of every module the body's source reads, so any read order works."""
+        watched = []
+        for access in accesses:
+            root = lookup(access.root)
+            if isinstance(root, Envoy) and root._root is self.model:
+                kind = "output" if access.kind == "output" else "input"
+                for module in root._modules_at(access.steps):
+                    interleaver.watch(module, kind)
+                    watched.append(module)
+        return watched
+
+    def _close(self) -> None:
+        if self._inline is not None:
+            self._inline.deactivate()
+            self._inline = None
+        if self._interleaver is not None:
+            self._interleaver.abort()
+            self._interleaver = None
+        if self._saving is not None:
+            self._saving.__exit__(None, None, None)
+            self._saving = None
+
+
+class Invoker:
+    """``with tracer.invoke(inputs):`` (see the module docstring for how it runs)."""
+
+    def __init__(self, tracer: Tracer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.tracer = tracer
+        self.prepared = tracer.model._prepare(args, kwargs)
+        self.block: Block | None = None
+        self.namespace: dict[str, Any] = {}
+
+    def __enter__(self) -> Invoker:
+        frame = sys._getframe(1)
+        block = source.block_at(frame)
+        if block is not None and block.body is not None:
+            self.block = block
+            self.namespace = dict(frame.f_globals)
+            if frame.f_locals is not frame.f_globals:
+                self.namespace.update(frame.f_locals)
+            frames.skip_body(frame)
+        else:
+            _warn_no_source()
+            self.tracer._flush()
+            self.tracer._start_inline(self.prepared, block, frame)
+        return self
+
+    def __exit__(
+        self,
+        error_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        tracer = self.tracer
+        if error_type is frames.SkipBody:
+            tracer._pending.append(self)
+            return True
+        if error_type is None:
+            tracer._finish_inline()
+        elif tracer._interleaver is not None:
+            tracer._interleaver.abort()
+        return False
+
+
+def _lookup(frame: FrameType) -> Callable[[str], Any]:
+    local, global_ = frame.f_locals, frame.f_globals
+
+    def lookup(name: str) -> Any:
+        return local[name] if name in local else global_.get(name)
+
+    return lookup
+
+
+def _publisher(
+    assigned: frozenset[str], namespaces: list[dict[str, Any]], index: int
+) -> Callable[[], None]:
+    """Copy names an invoke body just bound into the namespaces of the invokes after it."""
+    own = namespaces[index]
+    later = namespaces[index + 1 :]
+    published: dict[str, Any] = {}
+    if not later or not assigned:
+        return lambda: None
+
+    def publish() -> None:
+        for name in assigned:
+            if name in own and published.get(name, published) is not own[name]:
+                published[name] = value = own[name]
+                for namespace in later:
+                    namespace[name] = value
+
+    return publish
+
+
+def _explained(error: BaseException, pending: list[Invoker]) -> BaseException:
+    """Add a hint when an invoke used a name that an earlier invoke binds only later."""
+    if isinstance(error, NameError) and getattr(error, "name", None) and sys.version_info >= (
+        3,
+        11,
+    ):
+        for index, invoker in enumerate(pending):
+            if invoker.block is not None and error.name in invoker.block.assigned:
+                error.add_note(
+                    f"lenslab: invoke {index} binds {error.name!r}, but only after the point in "
+                    "the forward pass where a later invoke read it. Values pass between invokes "
+                    "in forward order: bind it at the same or an earlier module."
+                )
+                break
+    return error
+
+
+_warned_no_source = False
+
+
+def _warn_no_source() -> None:
+    global _warned_no_source
+    if not _warned_no_source:
+        _warned_no_source = True
+        warnings.warn(
+            "lenslab cannot read this tracer.invoke(...) block's source (code run from a string, "
+            "or a body with return/yield), so each such invoke runs its own forward pass instead "
+            "of sharing one batch. Values are the same; only speed differs.",
+            LensWarning,
+            stacklevel=3,
+        )

@@ -1,0 +1,1 @@
+"""Model wrappers: any torch module, and Hugging Face language models."""

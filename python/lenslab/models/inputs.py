@@ -1,0 +1,131 @@
+"""Turning what users pass to a language model's trace into one left-padded batch.
+
+Accepted per trace or invoke: a string, a list of strings, token ids (tensor, list, or list of
+lists), a tokenizer output (dict / BatchEncoding), or keywords only (``input_ids=...,
+attention_mask=...``). Left padding keeps every prompt's last token at position -1; position
+ids are derived from the attention mask so a padded prompt computes what it computes alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+
+_INPUT_HELP = (
+    "Pass a string, a list of strings, token ids (tensor or list), a tokenizer output, or "
+    "input_ids=... (with attention_mask=...) as keywords."
+)
+
+
+@dataclass
+class TokenInputs:
+    """One invoke's tokens and the other keyword arguments for the model's forward."""
+
+    input_ids: torch.Tensor  # (batch, seq), long
+    attention_mask: torch.Tensor  # (batch, seq)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+def tokenize(tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TokenInputs:
+    """Normalize one invoke's inputs (see the module docstring for what is accepted)."""
+    if len(args) > 1:
+        raise InputError(
+            f"got {len(args)} positional inputs; give one (e.g. a list of prompts). {_INPUT_HELP}"
+        )
+    extra = dict(kwargs)
+    data = args[0] if args else None
+    if data is None:
+        if "input_ids" not in extra:
+            raise InputError(f"no inputs given. {_INPUT_HELP}")
+        ids, mask = extra.pop("input_ids"), extra.pop("attention_mask", None)
+    elif isinstance(data, str) or _is_str_list(data):
+        if tokenizer is None:
+            raise InputError("text inputs need a tokenizer: pass LanguageModel(..., tokenizer=tok).")
+        encoded = tokenizer(data, return_tensors="pt", padding=True)
+        ids, mask = encoded["input_ids"], encoded["attention_mask"]
+    elif isinstance(data, Mapping):
+        if "input_ids" not in data:
+            raise InputError(f"the input mapping has no 'input_ids' (keys: {list(data)}).")
+        rest = {k: v for k, v in data.items() if k not in ("input_ids", "attention_mask")}
+        ids, mask = data["input_ids"], data.get("attention_mask")
+        extra = {**rest, **extra}
+    else:
+        ids, mask = data, extra.pop("attention_mask", None)
+    ids = _as_ids(ids)
+    mask = torch.ones_like(ids) if mask is None else _as_ids(mask, "attention_mask")
+    if mask.shape != ids.shape:
+        raise InputError(
+            f"attention_mask has shape {list(mask.shape)} but input_ids has {list(ids.shape)}."
+        )
+    return TokenInputs(ids, mask, extra)
+
+
+def _is_str_list(data: Any) -> bool:
+    return isinstance(data, (list, tuple)) and bool(data) and all(isinstance(s, str) for s in data)
+
+
+def _as_ids(value: Any, what: str = "input_ids") -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        tensor = value
+    elif isinstance(value, Sequence) and value and all(isinstance(v, int) for v in value):
+        tensor = torch.tensor([list(value)])
+    elif isinstance(value, Sequence) and value and all(isinstance(v, Sequence) for v in value):
+        lengths = {len(v) for v in value}
+        if len(lengths) != 1:
+            raise InputError(
+                f"{what} rows have different lengths {sorted(lengths)}; pad them and pass an "
+                "attention_mask, or give each prompt its own tracer.invoke(...)."
+            )
+        tensor = torch.tensor([list(v) for v in value])
+    else:
+        raise InputError(f"cannot use a {type(value).__name__} as {what}. {_INPUT_HELP}")
+    if tensor.dim() == 1:
+        tensor = tensor.unsqueeze(0)
+    if tensor.dim() != 2 or tensor.is_floating_point():
+        raise InputError(
+            f"{what} must be integer token ids of shape (seq,) or (batch, seq), got "
+            f"{tensor.dtype} of shape {list(tensor.shape)}."
+        )
+    return tensor.long()
+
+
+def batch(items: list[TokenInputs], pad_id: int) -> TokenInputs:
+    """Left-pad and stack several invokes' inputs; their extra kwargs must agree."""
+    if len(items) == 1:
+        return items[0]
+    length = max(item.input_ids.shape[1] for item in items)
+    ids, masks = [], []
+    for item in items:
+        pad = length - item.input_ids.shape[1]
+        ids.append(torch.nn.functional.pad(item.input_ids, (pad, 0), value=pad_id))
+        masks.append(torch.nn.functional.pad(item.attention_mask, (pad, 0), value=0))
+    extra = items[0].extra
+    for index, item in enumerate(items[1:], start=1):
+        if item.extra.keys() != extra.keys() or any(
+            not _same(item.extra[k], extra[k]) for k in extra
+        ):
+            raise InputError(
+                f"invoke {index} passes model arguments {sorted(item.extra)} that differ from "
+                f"invoke 0's {sorted(extra)}; invokes of one trace share one forward call."
+            )
+    return TokenInputs(torch.cat(ids), torch.cat(masks), dict(extra))
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.equal(b)
+    return bool(a == b)
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted over real tokens only, so left padding does not shift them."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)

@@ -1,0 +1,157 @@
+"""LanguageModel: a Hugging Face causal LM plus its tokenizer, traced like any module.
+
+Built lazily by default, as nnsight does: the module tree is created on the meta device (no
+weights, instant), so ``print(model)`` and module paths work at once; the real weights load on
+the first trace, or on ``model.dispatch()``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+from .inputs import TokenInputs, batch, position_ids, tokenize
+from .loading import checkpoint_path, load_config, load_model, load_tokenizer, meta_model
+from .module import NNsight
+
+
+class LanguageModel(NNsight):
+    """A causal language model from a checkpoint path, a short name, or a loaded HF module.
+
+    Args:
+        model: ``"smollm2"`` (the bundled SmolLM2-135M-Instruct), a local checkpoint
+            directory or hub name already in the local cache, or a loaded ``PreTrainedModel``.
+        tokenizer: defaults to the checkpoint's own.
+        device_map, torch_dtype / dtype: as for ``from_pretrained``.
+        dispatch: load the weights now instead of on first use.
+
+    Example:
+        >>> model = LanguageModel("smollm2")
+        >>> with model.trace("The Eiffel Tower is located in the city of"):
+        ...     hidden = model.model.layers[10].output.save()   # (batch, seq, 576)
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | nn.Module,
+        *,
+        tokenizer: Any = None,
+        device_map: Any = None,
+        torch_dtype: torch.dtype | str | None = None,
+        dtype: torch.dtype | str | None = None,
+        dispatch: bool = False,
+        **load_kwargs: Any,
+    ) -> None:
+        self._path: str | None = None
+        self._load_kwargs: dict[str, Any] = {}
+        if isinstance(model, nn.Module):
+            module = model
+        elif isinstance(model, (str, os.PathLike)):
+            path = checkpoint_path(model)
+            self._path = path
+            self._load_kwargs = {"device_map": device_map, "dtype": dtype or torch_dtype,
+                                 **load_kwargs}
+            tokenizer = tokenizer if tokenizer is not None else load_tokenizer(path)
+            if dispatch:
+                module = load_model(path, **self._load_kwargs)
+            else:
+                module = meta_model(load_config(path), dtype or torch_dtype)
+        else:
+            raise InputError(
+                f"LanguageModel takes a checkpoint name or path, or a loaded model; got "
+                f"{type(model).__name__}."
+            )
+        super().__init__(module)
+        self.tokenizer = _ready_tokenizer(tokenizer)
+        self._dispatched = self._path is None or dispatch
+
+    # -- what nnsight users reach for -----------------------------------------------------------
+
+    @property
+    def _model(self) -> nn.Module:
+        """The wrapped Hugging Face module."""
+        return self._module
+
+    @property
+    def config(self) -> Any:
+        return self._module.config
+
+    @property
+    def device(self) -> torch.device:
+        return _device_of(self._module)
+
+    @property
+    def dispatched(self) -> bool:
+        """Whether the real weights are loaded (False while the model lives on ``meta``)."""
+        return self._dispatched
+
+    def dispatch(self) -> None:
+        """Load the real weights now; module paths and envoys stay valid."""
+        if self._dispatched:
+            return
+        assert self._path is not None
+        self._rebind(load_model(self._path, **self._load_kwargs))
+        self.__dict__.pop("_takes_position_ids", None)
+        self._dispatched = True
+
+    # -- seams used by the tracer -----------------------------------------------------------------
+
+    def _ready(self) -> None:
+        self.dispatch()
+
+    def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TokenInputs:
+        return tokenize(self.tokenizer, args, kwargs)
+
+    def _batch(
+        self, prepared: list[TokenInputs]
+    ) -> tuple[Callable[[], Any], list[slice | None], int]:
+        inputs = batch(prepared, self._pad_id)
+        rows: list[slice | None] = [None]
+        if len(prepared) > 1:
+            bounds = torch.tensor([0] + [p.size for p in prepared]).cumsum(0).tolist()
+            rows = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+        module, device = self._module, self.device
+        call = {
+            "input_ids": inputs.input_ids.to(device),
+            "attention_mask": inputs.attention_mask.to(device),
+            **inputs.extra,
+        }
+        if "position_ids" not in call and self._takes_position_ids and bool(
+            (inputs.attention_mask == 0).any()
+        ):
+            call["position_ids"] = position_ids(inputs.attention_mask).to(device)
+        return (lambda: module(**call)), rows, inputs.size
+
+    @cached_property
+    def _takes_position_ids(self) -> bool:
+        return "position_ids" in inspect.signature(self._module.forward).parameters
+
+    @property
+    def _pad_id(self) -> int:
+        tok = self.tokenizer
+        if tok is not None and tok.pad_token_id is not None:
+            return int(tok.pad_token_id)
+        return int(getattr(self.config, "pad_token_id", None) or 0)
+
+
+def _ready_tokenizer(tokenizer: Any) -> Any:
+    """Left padding (the last token stays at -1) and a pad token, as batching needs."""
+    if tokenizer is None:
+        return None
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    for parameter in module.parameters():
+        return parameter.device
+    return torch.device("cpu")

@@ -1,0 +1,106 @@
+"""NNsight: trace any ``torch.nn.Module``.
+
+The model is the root envoy of its own module tree; ``model.trace(*args, **kwargs)`` calls the
+module with exactly those arguments. Several invokes are concatenated along the first dimension
+of every tensor argument, so each invoke owns a contiguous block of batch rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..engine.envoy import Envoy
+from ..engine.tracer import Tracer
+from ..errors import InputError
+
+
+@dataclass
+class Prepared:
+    """One invoke's inputs, ready to batch."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    size: int  # batch rows this invoke owns
+
+
+class NNsight(Envoy):
+    """Wrap ``module`` so its internals can be read and edited inside ``model.trace(...)``.
+
+    Example:
+        >>> net = NNsight(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()))
+        >>> with net.trace(torch.ones(2, 4)):
+        ...     hidden = net[0].output.save()
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        if not isinstance(module, nn.Module):
+            raise InputError(
+                f"NNsight wraps a torch.nn.Module, got {type(module).__name__}; for a Hugging "
+                "Face checkpoint name use LanguageModel(...)."
+            )
+        super().__init__(module, "model")
+
+    def trace(self, *args: Any, **kwargs: Any) -> Tracer:
+        """Run the model on these inputs; the with-block reads and edits its internals."""
+        return Tracer(self, args, kwargs)
+
+    # -- seams used by the tracer ------------------------------------------------------------
+
+    def _ready(self) -> None:
+        """Make the real weights available (lazy wrappers load them here)."""
+
+    def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Prepared:
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        size = tensors[0].shape[0] if tensors and tensors[0].dim() > 0 else 1
+        return Prepared(args, kwargs, size)
+
+    def _batch(
+        self, prepared: list[Prepared]
+    ) -> tuple[Callable[[], Any], list[slice | None], int]:
+        module = self._module
+        if len(prepared) == 1:
+            only = prepared[0]
+            return (lambda: module(*only.args, **only.kwargs)), [None], only.size
+        rows, start = [], 0
+        for p in prepared:
+            rows.append(slice(start, start + p.size))
+            start += p.size
+        args = tuple(_concat([p.args[i] for p in prepared], f"argument {i}")
+                     for i in range(_same_len([p.args for p in prepared])))
+        kwargs = {name: _concat([p.kwargs.get(name) for p in prepared], f"argument {name!r}")
+                  for name in prepared[0].kwargs}
+        return (lambda: module(*args, **kwargs)), rows, start
+
+
+def _same_len(arg_lists: list[tuple[Any, ...]]) -> int:
+    lengths = {len(a) for a in arg_lists}
+    if len(lengths) != 1:
+        raise InputError(
+            "every tracer.invoke(...) must pass the same number of positional arguments, "
+            f"got {sorted(lengths)}."
+        )
+    return lengths.pop()
+
+
+def _concat(values: list[Any], what: str) -> Any:
+    first = values[0]
+    if isinstance(first, torch.Tensor):
+        if not all(isinstance(v, torch.Tensor) and v.shape[1:] == first.shape[1:] for v in values):
+            shapes = [list(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+                      for v in values]
+            raise InputError(
+                f"cannot batch the invokes' {what}: shapes {shapes} differ beyond the first "
+                "(batch) dimension. Give every invoke inputs of the same trailing shape."
+            )
+        return torch.cat(values, dim=0)
+    if any(v is not first and v != first for v in values):
+        raise InputError(
+            f"the invokes' {what} differ ({values!r}); non-tensor arguments must be equal "
+            "across invokes of one trace."
+        )
+    return first

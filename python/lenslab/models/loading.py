@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import smollm2
+
 
 SHORT_NAMES = {"smollm2", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct"}
 
@@ -16,7 +16,11 @@ SHORT_NAMES = {"smollm2", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-i
 def checkpoint_path(name: str | os.PathLike[str]) -> str:
     """A local directory (or cached hub name) for ``name``; short names are built on demand."""
     text = os.fspath(name)
-    return str(smollm2.ensure_converted()) if text.lower() in SHORT_NAMES else text
+    if text.lower() in SHORT_NAMES:
+        from . import smollm2
+
+        return str(smollm2.ensure_converted())
+    return text
 
 
 def load_config(path: str) -> Any:

@@ -1,0 +1,116 @@
+"""Shared fixtures: the real SmolLM2, tiny random models of other layouts, and ground truth.
+
+Ground truth never goes through lenslab: plain ``register_forward_hook`` captures and edits,
+and ``output_hidden_states``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real SmolLM2-135M-Instruct, weights loaded (shared: tests must leave it clean)."""
+    from lenslab import LanguageModel
+
+    model = LanguageModel("smollm2", dispatch=True)
+    yield model
+    assert_clean(model._model)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(smollm2):
+    return smollm2.tokenizer
+
+
+def _tiny_config(kind: str, vocab: int) -> Any:
+    import transformers as tf
+
+    common = dict(vocab_size=vocab, num_attention_heads=4)
+    if kind == "gpt2":
+        return tf.GPT2Config(n_embd=32, n_layer=3, n_head=4, n_positions=64, vocab_size=vocab)
+    if kind == "llama":
+        return tf.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                              num_key_value_heads=2, **common)
+    if kind == "mistral":
+        return tf.MistralConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                num_key_value_heads=2, **common)
+    raise ValueError(kind)
+
+
+def make_tiny(kind: str, tokenizer: Any = None, seed: int = 0):
+    """A tiny random causal LM of ``kind`` wrapped in LanguageModel, sharing SmolLM2's vocab."""
+    import transformers as tf
+
+    from lenslab import LanguageModel
+
+    torch.manual_seed(seed)
+    vocab = len(tokenizer) if tokenizer is not None else 128
+    config = _tiny_config(kind, vocab)
+    hf = tf.AutoModelForCausalLM.from_config(config).eval()
+    return LanguageModel(hf, tokenizer=tokenizer)
+
+
+@pytest.fixture(scope="session", params=["gpt2", "llama", "mistral"])
+def tiny(request, tokenizer):
+    return make_tiny(request.param, tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tokenizer):
+    return make_tiny("gpt2", tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tokenizer):
+    return make_tiny("llama", tokenizer)
+
+
+def layers_of(hf: nn.Module) -> nn.ModuleList:
+    """The decoder blocks of a HF causal LM (GPT-2 ``transformer.h``, Llama ``model.layers``)."""
+    base = getattr(hf, "transformer", None) or hf.model
+    return base.h if hasattr(base, "h") else base.layers
+
+
+def assert_clean(module: nn.Module) -> None:
+    """No hook of any kind is left on any submodule."""
+    for name, sub in module.named_modules():
+        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+                     "_backward_pre_hooks", "_forward_hooks_with_kwargs",
+                     "_forward_pre_hooks_with_kwargs"):
+            assert not getattr(sub, attr, None), f"{name or 'root'} still has {attr}"
+    assert not hasattr(torch.Tensor, "save"), "torch.Tensor.save left behind"
+
+
+@contextmanager
+def hooked(
+    modules: dict[str, nn.Module],
+    edit: dict[str, Callable[[Any], Any]] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Plain torch forward hooks: capture each module's output, optionally replacing it first."""
+    captured: dict[str, Any] = {}
+    edit = edit or {}
+    handles = []
+    for name, module in modules.items():
+        def hook(mod, args, output, name=name):
+            if name in edit:
+                output = edit[name](output)
+            captured[name] = output
+            return output
+        handles.append(module.register_forward_hook(hook))
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -142,7 +142,7 @@ class Envoy:
         return message
 
     def _modules_at(self, steps: tuple[tuple[str, Any], ...]) -> list[nn.Module]:
-        """Modules a source path can reach from here (None index: every child)."""
+        """Modules a source path can reach from here (an index of None: every child)."""
         envoys: list[Envoy] = [self]
         for step, arg in steps:
             found: list[Envoy] = []

@@ -8,6 +8,7 @@ an error, raised at once, because the edit could no longer reach the result.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from greenlet import GreenletExit, getcurrent, greenlet
 
 from ..errors import EditError, ModuleNotCalledError, OutOfOrderError, TraceStateError
 from .interleaver import Interleaver, Key, end_greenlet
+from .saving import OutputTuple
 from .values import check_replacement, splice, tensors_in, view
 
 if TYPE_CHECKING:
@@ -144,7 +146,10 @@ class Mediator:
         full = self._value(envoy, kind)
         il = self.interleaver
         if kind == "output":
-            return view(full, self.rows, il.batch)
+            value = view(full, self.rows, il.batch)
+            if isinstance(value, OutputTuple):
+                value._assign = functools.partial(self.write, envoy, kind)
+            return value
         args, kwargs = full
         if kind == "inputs":
             return view((args, kwargs), self.rows, il.batch)
@@ -232,7 +237,10 @@ class Mediator:
     # -- in-place edits of values the forward already used ---------------------------------------
 
     def _hold(self, label: str, value: Any) -> None:
-        self._held.extend((label, t, t._version) for t in tensors_in(value))
+        for tensor in tensors_in(value):
+            # Inference-mode tensors keep no version counter, so their edits cannot be caught.
+            if not tensor.is_inference():
+                self._held.append((label, tensor, tensor._version))
 
     def _check_held(self) -> None:
         for label, tensor, version in self._held:

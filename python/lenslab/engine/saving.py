@@ -37,10 +37,23 @@ def _save_method(self: T) -> T:
 
 
 class OutputTuple(tuple):  # noqa: SLOT001 - a plain tuple that also offers .save()
-    """A module's tuple output, exactly as returned, plus ``.save()``."""
+    """A module's tuple output, exactly as returned, plus ``.save()``.
+
+    Inside a trace, ``module.output[i] = value`` replaces item ``i`` of the module's output
+    (a new tuple is handed on; this one is unchanged, like any tuple).
+    """
+
+    _assign: Any = None  # set by the trace: called with the whole new tuple
 
     def save(self) -> OutputTuple:
         return save(self)
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        if self._assign is None:
+            raise TypeError("'tuple' object does not support item assignment")
+        items = list(self)
+        items[index] = value
+        self._assign(tuple(items))
 
 
 def _savable_classes() -> list[type]:

@@ -23,8 +23,27 @@ class Access:
     """``root.steps...kind`` as written, e.g. ``model.model.layers[i].output``."""
 
     root: str
-    steps: tuple[tuple[str, Any], ...]  # ("attr", name) or ("index", int | None = any)
+    steps: tuple[tuple[str, Any], ...]  # ("attr", name) or ("index", int | Index | None = any)
     kind: str
+
+
+@dataclass(frozen=True)
+class Index:
+    """A non-constant index such as ``layers[L]``: worth evaluating where its names are known."""
+
+    code: CodeType
+    names: frozenset[str]
+
+    def evaluate(self, lookup: Any, unknown: frozenset[str]) -> int | None:
+        """Its value, if every name it uses is bound before the block; None means "any"."""
+        if self.names & unknown:
+            return None
+        scope = {name: lookup(name) for name in self.names}
+        try:
+            value = eval(self.code, {"__builtins__": {}}, scope)
+        except Exception:
+            return None
+        return value if isinstance(value, int) else None
 
 
 @dataclass(frozen=True)
@@ -114,7 +133,7 @@ def _chain(node: ast.expr, kind: str) -> Access | None:
             steps.append(("attr", node.attr))
             node = node.value
         elif isinstance(node, ast.Subscript):
-            steps.append(("index", _constant_index(node.slice)))
+            steps.append(("index", _index(node.slice)))
             node = node.value
         elif isinstance(node, ast.Name):
             return Access(node.id, tuple(reversed(steps)), kind)
@@ -122,17 +141,19 @@ def _chain(node: ast.expr, kind: str) -> Access | None:
             return None
 
 
-def _constant_index(node: ast.expr) -> int | None:
+_SIMPLE = (ast.Name, ast.Constant, ast.Attribute, ast.UnaryOp, ast.BinOp, ast.Load,
+           ast.operator, ast.unaryop)
+
+
+def _index(node: ast.expr) -> int | Index | None:
+    """A constant index, a side-effect-free expression to evaluate later, or None (any)."""
     if isinstance(node, ast.Constant) and isinstance(node.value, int):
         return node.value
-    if (
-        isinstance(node, ast.UnaryOp)
-        and isinstance(node.op, ast.USub)
-        and isinstance(node.operand, ast.Constant)
-        and isinstance(node.operand.value, int)
-    ):
-        return -node.operand.value
-    return None
+    if not all(isinstance(n, _SIMPLE) for n in ast.walk(node)):
+        return None
+    names = frozenset(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
+    code = compile(ast.Expression(body=node), "<lenslab index>", "eval")
+    return Index(code, names)
 
 
 class _Binder(ast.NodeVisitor):

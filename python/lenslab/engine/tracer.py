@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import sys
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,9 +29,10 @@ from .envoy import Envoy
 from .interleaver import Interleaver
 from .mediator import Mediator
 from .saving import saving_enabled
+from .source import Index
 
 if TYPE_CHECKING:
-    from .source import Access, Block
+    from .source import Block
 
 
 class Traceable(Protocol):
@@ -108,7 +109,7 @@ class Tracer:
         run, rows, batch = self.model._batch([prepared])
         interleaver = Interleaver(self.model._module, run, batch)
         if block is not None:
-            self._watch(interleaver, block.accesses, _lookup(frame))
+            self._watch(interleaver, block, _lookup(frame))
         self._interleaver = interleaver
         self._inline = Mediator(interleaver, rows[0])
 
@@ -142,7 +143,7 @@ class Tracer:
                 interleaver, rows_of_invoke, functools.partial(exec, block.body, invoker.namespace)
             )
             mediator.after_switch = _publisher(block.assigned, namespaces, index)
-            watched = self._watch(interleaver, block.accesses, invoker.namespace.get)
+            watched = self._watch(interleaver, block, invoker.namespace.get)
             if index > 0 and watched:
                 mediator.start_on = frozenset(watched)
         interleaver.resume()
@@ -165,16 +166,20 @@ class Tracer:
     def _watch(
         self,
         interleaver: Interleaver,
-        accesses: Iterable[Access],
+        block: Block,
         lookup: Callable[[str], Any],
     ) -> list[nn.Module]:
         """Keep the values of every module the body's source reads, so any read order works."""
         watched = []
-        for access in accesses:
+        for access in block.accesses:
             root = lookup(access.root)
             if isinstance(root, Envoy) and root._root is self.model:
                 kind = "output" if access.kind == "output" else "input"
-                for module in root._modules_at(access.steps):
+                steps = tuple(
+                    (step, arg.evaluate(lookup, block.assigned) if isinstance(arg, Index) else arg)
+                    for step, arg in access.steps
+                )
+                for module in root._modules_at(steps):
                     interleaver.watch(module, kind)
                     watched.append(module)
         return watched

@@ -41,11 +41,21 @@ def _tiny_config(kind: str, vocab: int) -> Any:
     if kind == "gpt2":
         return tf.GPT2Config(n_embd=32, n_layer=3, n_head=4, n_positions=64, vocab_size=vocab)
     if kind == "llama":
-        return tf.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                              num_key_value_heads=2, **common)
+        return tf.LlamaConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_key_value_heads=2,
+            **common,
+        )
     if kind == "mistral":
-        return tf.MistralConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                                num_key_value_heads=2, **common)
+        return tf.MistralConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_key_value_heads=2,
+            **common,
+        )
     raise ValueError(kind)
 
 
@@ -86,9 +96,14 @@ def layers_of(hf: nn.Module) -> nn.ModuleList:
 def assert_clean(module: nn.Module) -> None:
     """No hook of any kind is left on any submodule."""
     for name, sub in module.named_modules():
-        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
-                     "_backward_pre_hooks", "_forward_hooks_with_kwargs",
-                     "_forward_pre_hooks_with_kwargs"):
+        for attr in (
+            "_forward_hooks",
+            "_forward_pre_hooks",
+            "_backward_hooks",
+            "_backward_pre_hooks",
+            "_forward_hooks_with_kwargs",
+            "_forward_pre_hooks_with_kwargs",
+        ):
             assert not getattr(sub, attr, None), f"{name or 'root'} still has {attr}"
     assert not hasattr(torch.Tensor, "save"), "torch.Tensor.save left behind"
 
@@ -103,11 +118,13 @@ def hooked(
     edit = edit or {}
     handles = []
     for name, module in modules.items():
+
         def hook(mod, args, output, name=name):
             if name in edit:
                 output = edit[name](output)
             captured[name] = output
             return output
+
         handles.append(module.register_forward_hook(hook))
     try:
         yield captured

@@ -12,6 +12,7 @@ thread using the same model, passes straight through them.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +156,5 @@ class Interleaver:
 def end_greenlet(g: greenlet) -> None:
     """Finish a suspended body greenlet, running its ``finally`` blocks."""
     if g and not g.dead:
-        try:
+        with contextlib.suppress(GreenletExit):
             g.throw(GreenletExit)
-        except GreenletExit:
-            pass

@@ -133,7 +133,7 @@ class Mediator:
             self._check_held()
         except GreenletExit:
             raise
-        except BaseException as error:  # noqa: BLE001 - re-raised by the tracer, on the caller
+        except BaseException as error:
             self.interleaver.fail(error)
         finally:
             self.slot = self.waiting = None

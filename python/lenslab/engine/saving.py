@@ -36,7 +36,7 @@ def _save_method(self: T) -> T:
     return save(self)
 
 
-class OutputTuple(tuple):  # noqa: SLOT001 - a plain tuple that also offers .save()
+class OutputTuple(tuple):
     """A module's tuple output, exactly as returned, plus ``.save()``.
 
     Inside a trace, ``module.output[i] = value`` replaces item ``i`` of the module's output

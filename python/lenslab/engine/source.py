@@ -141,8 +141,16 @@ def _chain(node: ast.expr, kind: str) -> Access | None:
             return None
 
 
-_SIMPLE = (ast.Name, ast.Constant, ast.Attribute, ast.UnaryOp, ast.BinOp, ast.Load,
-           ast.operator, ast.unaryop)
+_SIMPLE = (
+    ast.Name,
+    ast.Constant,
+    ast.Attribute,
+    ast.UnaryOp,
+    ast.BinOp,
+    ast.Load,
+    ast.operator,
+    ast.unaryop,
+)
 
 
 def _index(node: ast.expr) -> int | Index | None:

@@ -268,9 +268,14 @@ def _publisher(
 
 def _explained(error: BaseException, pending: list[Invoker]) -> BaseException:
     """Add a hint when an invoke used a name that an earlier invoke binds only later."""
-    if isinstance(error, NameError) and getattr(error, "name", None) and sys.version_info >= (
-        3,
-        11,
+    if (
+        isinstance(error, NameError)
+        and getattr(error, "name", None)
+        and sys.version_info
+        >= (
+            3,
+            11,
+        )
     ):
         for index, invoker in enumerate(pending):
             if invoker.block is not None and error.name in invoker.block.assigned:

@@ -94,8 +94,11 @@ def check_replacement(old: Any, new: Any, where: str) -> None:
         return
     if isinstance(old, (tuple, list)):
         if not isinstance(new, (tuple, list)) or len(new) != len(old):
-            got = f"{type(new).__name__} of length {len(new)}" if isinstance(
-                new, (tuple, list)) else type(new).__name__
+            got = (
+                f"{type(new).__name__} of length {len(new)}"
+                if isinstance(new, (tuple, list))
+                else type(new).__name__
+            )
             raise EditError(
                 f"cannot set {where}: the module returned a {type(old).__name__} of "
                 f"{len(old)} items, got a {got}. To change one item, assign "

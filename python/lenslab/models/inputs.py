@@ -49,7 +49,9 @@ def tokenize(tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> T
         ids, mask = extra.pop("input_ids"), extra.pop("attention_mask", None)
     elif isinstance(data, str) or _is_str_list(data):
         if tokenizer is None:
-            raise InputError("text inputs need a tokenizer: pass LanguageModel(..., tokenizer=tok).")
+            raise InputError(
+                "text inputs need a tokenizer: pass LanguageModel(..., tokenizer=tok)."
+            )
         encoded = tokenizer(data, return_tensors="pt", padding=True)
         ids, mask = encoded["input_ids"], encoded["attention_mask"]
     elif isinstance(data, Mapping):

@@ -8,6 +8,7 @@ the first trace, or on ``model.dispatch()``.
 from __future__ import annotations
 
 import inspect
+import itertools
 import os
 from collections.abc import Callable
 from functools import cached_property
@@ -56,8 +57,11 @@ class LanguageModel(NNsight):
         elif isinstance(model, (str, os.PathLike)):
             path = checkpoint_path(model)
             self._path = path
-            self._load_kwargs = {"device_map": device_map, "dtype": dtype or torch_dtype,
-                                 **load_kwargs}
+            self._load_kwargs = {
+                "device_map": device_map,
+                "dtype": dtype or torch_dtype,
+                **load_kwargs,
+            }
             tokenizer = tokenizer if tokenizer is not None else load_tokenizer(path)
             if dispatch:
                 module = load_model(path, **self._load_kwargs)
@@ -115,16 +119,18 @@ class LanguageModel(NNsight):
         inputs = batch(prepared, self._pad_id)
         rows: list[slice | None] = [None]
         if len(prepared) > 1:
-            bounds = torch.tensor([0] + [p.size for p in prepared]).cumsum(0).tolist()
-            rows = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+            bounds = list(itertools.accumulate((p.size for p in prepared), initial=0))
+            rows = [slice(a, b) for a, b in itertools.pairwise(bounds)]
         module, device = self._module, self.device
         call = {
             "input_ids": inputs.input_ids.to(device),
             "attention_mask": inputs.attention_mask.to(device),
             **inputs.extra,
         }
-        if "position_ids" not in call and self._takes_position_ids and bool(
-            (inputs.attention_mask == 0).any()
+        if (
+            "position_ids" not in call
+            and self._takes_position_ids
+            and bool((inputs.attention_mask == 0).any())
         ):
             call["position_ids"] = position_ids(inputs.attention_mask).to(device)
         return (lambda: module(**call)), rows, inputs.size

@@ -8,8 +8,6 @@ from typing import Any
 import torch
 from torch import nn
 
-
-
 SHORT_NAMES = {"smollm2", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct"}
 
 

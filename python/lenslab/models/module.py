@@ -59,9 +59,7 @@ class NNsight(Envoy):
         size = tensors[0].shape[0] if tensors and tensors[0].dim() > 0 else 1
         return Prepared(args, kwargs, size)
 
-    def _batch(
-        self, prepared: list[Prepared]
-    ) -> tuple[Callable[[], Any], list[slice | None], int]:
+    def _batch(self, prepared: list[Prepared]) -> tuple[Callable[[], Any], list[slice | None], int]:
         module = self._module
         if len(prepared) == 1:
             only = prepared[0]
@@ -70,10 +68,14 @@ class NNsight(Envoy):
         for p in prepared:
             rows.append(slice(start, start + p.size))
             start += p.size
-        args = tuple(_concat([p.args[i] for p in prepared], f"argument {i}")
-                     for i in range(_same_len([p.args for p in prepared])))
-        kwargs = {name: _concat([p.kwargs.get(name) for p in prepared], f"argument {name!r}")
-                  for name in prepared[0].kwargs}
+        args = tuple(
+            _concat([p.args[i] for p in prepared], f"argument {i}")
+            for i in range(_same_len([p.args for p in prepared]))
+        )
+        kwargs = {
+            name: _concat([p.kwargs.get(name) for p in prepared], f"argument {name!r}")
+            for name in prepared[0].kwargs
+        }
         return (lambda: module(*args, **kwargs)), rows, start
 
 
@@ -91,8 +93,9 @@ def _concat(values: list[Any], what: str) -> Any:
     first = values[0]
     if isinstance(first, torch.Tensor):
         if not all(isinstance(v, torch.Tensor) and v.shape[1:] == first.shape[1:] for v in values):
-            shapes = [list(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
-                      for v in values]
+            shapes = [
+                list(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__ for v in values
+            ]
             raise InputError(
                 f"cannot batch the invokes' {what}: shapes {shapes} differ beyond the first "
                 "(batch) dimension. Give every invoke inputs of the same trailing shape."

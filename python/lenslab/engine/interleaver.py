@@ -62,10 +62,6 @@ class Interleaver:
 
     # -- driving, from the caller's greenlet ----------------------------------------------------
 
-    @property
-    def started(self) -> bool:
-        return bool(self.greenlet) or self.greenlet.dead
-
     def resume(self) -> Any:
         """Let the forward run until it next needs a body; returns what it hands back."""
         return self.greenlet.switch()
@@ -74,9 +70,6 @@ class Interleaver:
         """Unwind a paused forward (removing its hooks) and end every body still waiting."""
         if self.greenlet and not self.greenlet.dead:
             self.greenlet.throw(_Abort())
-        self._close_bodies()
-
-    def _close_bodies(self) -> None:
         for mediator in self.mediators:
             mediator.close()
 

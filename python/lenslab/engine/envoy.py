@@ -58,6 +58,11 @@ class Envoy:
     def inputs(self, value: Any) -> None:
         mediator_for(self, "inputs").write(self, "inputs", value)
 
+    def next(self, steps: int = 1) -> Envoy:
+        """Move the running body ``steps`` generation steps on: ``layer.next().output``."""
+        mediator_for(self, "next()").step += steps
+        return self
+
     # -- the module tree -----------------------------------------------------------------------
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

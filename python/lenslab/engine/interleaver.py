@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from greenlet import GreenletExit, getcurrent, greenlet
@@ -24,7 +25,22 @@ if TYPE_CHECKING:
 
     from .mediator import Mediator
 
-Key = tuple[nn.Module, str, int]  # (module, "output" | "input", forward call number)
+Key = tuple[nn.Module, str, int]  # (module, "output" | "input", step; -1 for unstepped)
+
+
+@dataclass
+class Run:
+    """What a model wrapper hands the engine: how to run it, and who owns which batch rows."""
+
+    call: Callable[[], Any]  # runs the model (a forward, or a whole generation)
+    rows: list[slice | None]  # batch rows of each invoke (None: all of them)
+    size: int  # batch size
+    steps: int = 1  # forward calls the run makes at most (generation: max_new_tokens)
+    unstepped: frozenset[nn.Module] = field(default_factory=frozenset)  # called once, at the end
+
+
+class StopTrace(BaseException):
+    """Raised by ``tracer.stop()``: ends the body and the forward, quietly."""
 
 
 class _Abort(BaseException):
@@ -34,9 +50,11 @@ class _Abort(BaseException):
 class Interleaver:
     """One forward pass (or one generation) shared by the bodies of a trace's invokes."""
 
-    def __init__(self, root: nn.Module, run: Callable[[], Any], batch: int) -> None:
+    def __init__(self, root: nn.Module, run: Run) -> None:
         self.root = root
-        self.batch = batch
+        self.batch = run.size
+        self.steps = run.steps
+        self.unstepped = run.unstepped
         self.mediators: list[Mediator] = []
         self.values: dict[Key, Any] = {}  # what watched modules produced, full batch
         self.step = -1  # calls of the root module so far (generation steps)
@@ -44,7 +62,7 @@ class Interleaver:
         self.result: Any = None
         self.failure: BaseException | None = None
         self.current: Key | None = None  # the value being handed to bodies right now
-        self._run = run
+        self._run = run.call
         self._hooks: dict[tuple[nn.Module, str], RemovableHandle] = {}
         self.greenlet = greenlet(self._main)
 
@@ -108,7 +126,7 @@ class Interleaver:
     def _on_output(self, module: nn.Module, args: Any, output: Any) -> Any:
         if getcurrent() is not self.greenlet:
             return None
-        key = (module, "output", self.step)
+        key = (module, "output", -1 if module in self.unstepped else self.step)
         if key in self.values:  # called again in the same step: only the first call is traced
             return None
         new = self._deliver(key, output)
@@ -118,7 +136,7 @@ class Interleaver:
     def _on_input(self, module: nn.Module, args: Any, kwargs: Any) -> Any:
         if getcurrent() is not self.greenlet:
             return None
-        key = (module, "input", self.step)
+        key = (module, "input", -1 if module in self.unstepped else self.step)
         if key in self.values:
             return None
         value = (args, kwargs)

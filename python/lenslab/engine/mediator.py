@@ -196,7 +196,9 @@ class Mediator:
             slot.value = (args, {**kwargs, name: splice(kwargs[name], rows, batch, value)})
 
     def _key(self, envoy: Envoy, kind: str) -> Key:
-        return (envoy._module, "output" if kind == "output" else "input", self.step)
+        module = envoy._module
+        step = -1 if module in self.interleaver.unstepped else self.step
+        return (module, "output" if kind == "output" else "input", step)
 
     def _value(self, envoy: Envoy, kind: str) -> Any:
         key = self._key(envoy, kind)
@@ -208,16 +210,36 @@ class Mediator:
             value = il.values[key]
             self._hold(f"{envoy._name}.{kind}", value)
             return value
-        if il.finished:
+        if not self._wait(key, f"{envoy._name}.{kind}"):
             raise self._never(envoy, kind)
+        assert self.slot is not None
+        return self.slot.value
+
+    def _wait(self, key: Key, label: str) -> bool:
+        """Park until the forward produces ``key``; False if it finishes first."""
+        il = self.interleaver
+        if il.finished:
+            return False
         il.watch(key[0], key[1])
-        self.waiting, self._label = key, f"{envoy._name}.{kind}"
+        self.waiting, self._label = key, label
         self._yield()
         slot = self.slot
         if slot is None or slot.key != key:
-            raise self._never(envoy, kind)
+            return False
         self._last_label = slot.label
-        return slot.value
+        return True
+
+    def reach_step(self, step: int) -> bool:
+        """Advance to the start of generation step ``step``; False if the run ends before."""
+        il = self.interleaver
+        if il.step > step:
+            raise OutOfOrderError(
+                f"step {step} has already run (the run is at step {il.step}); loops over "
+                "tracer.iter[...] must ask for steps in increasing order."
+            )
+        if il.step == step:
+            return True
+        return self._wait((il.root, "input", step), f"step {step}")
 
     def _yield(self) -> None:
         """Give the forward control until it hands this body a value (or finishes)."""

@@ -21,15 +21,17 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from greenlet import getcurrent, greenlet
 from torch import nn
 
-from ..errors import InputError, LensWarning
+from ..errors import InputError, LensWarning, TraceStateError
 from . import frames, source
 from .envoy import Envoy
-from .interleaver import Interleaver
+from .interleaver import Interleaver, Run, StopTrace
 from .mediator import Mediator
 from .saving import saving_enabled
 from .source import Index
+from .steps import StepLoop, Steps
 
 if TYPE_CHECKING:
     from .source import Block
@@ -44,14 +46,23 @@ class Traceable(Protocol):
 
     def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
 
-    def _batch(self, prepared: list[Any]) -> tuple[Callable[[], Any], list[slice | None], int]: ...
+    def _batch(self, prepared: list[Any], method: str, options: dict[str, Any]) -> Run: ...
 
 
 class Tracer:
     """``with model.trace(...) as tracer:``; after the block, ``tracer.result`` is the output."""
 
-    def __init__(self, model: Traceable, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        model: Traceable,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        method: str = "forward",
+        options: dict[str, Any] | None = None,
+    ) -> None:
         self.model = model
+        self.method = method  # "forward", or "generate" for language models
+        self.options = options or {}
         self.result: Any = None
         self.saved: list[Any] = []
         self._inputs = (args, kwargs) if args or kwargs else None
@@ -60,6 +71,32 @@ class Tracer:
         self._inline: Mediator | None = None
         self._frame: FrameType | None = None
         self._saving: Any = None
+
+    def run_pending(self, method: str, options: dict[str, Any]) -> Any:
+        """Run the invokes declared so far now, as ``method`` (seed 1's in-trace generate)."""
+        if not self._pending:
+            raise InputError(
+                f"model.{method}() inside a trace needs inputs, from tracer.invoke(...) blocks "
+                f"above it or as arguments: model.{method}('prompt', ...)."
+            )
+        self.method, self.options = method, options
+        self._flush()
+        return self.result
+
+    @property
+    def iter(self) -> Steps:
+        """Generation steps to run a loop over: ``for step in tracer.iter[1:3]:``."""
+        return Steps(self)
+
+    def all(self) -> StepLoop:
+        """Every generation step: ``for step in tracer.all():``."""
+        return Steps(self)[:]
+
+    def stop(self) -> None:
+        """End the trace here: later modules do not run; values read so far stay."""
+        if self._saving is None:
+            raise TraceStateError("tracer.stop() can only be called inside its with-block.")
+        raise StopTrace
 
     def invoke(self, *args: Any, **kwargs: Any) -> Invoker:
         """One more input for this trace; its block's code sees only its own batch rows."""
@@ -80,12 +117,13 @@ class Tracer:
         self._frame = frame
         self._saving = saving_enabled()
         self.saved = self._saving.__enter__()
+        _open.setdefault(getcurrent(), []).append(self)
         try:
             if self._inputs is not None:
                 prepared = self.model._prepare(*self._inputs)
                 self._start_inline(prepared, source.block_at(frame), frame)
         except BaseException:
-            self._saving.__exit__(None, None, None)
+            self._close()
             raise
         return self
 
@@ -101,17 +139,17 @@ class Tracer:
                 self._flush()
         finally:
             self._close()
-        return False
+        return error_type is StopTrace
 
     # -- inline runs ---------------------------------------------------------------------------
 
     def _start_inline(self, prepared: Any, block: Block | None, frame: FrameType) -> None:
-        run, rows, batch = self.model._batch([prepared])
-        interleaver = Interleaver(self.model._module, run, batch)
+        run = self.model._batch([prepared], self.method, self.options)
+        interleaver = Interleaver(self.model._module, run)
         if block is not None:
             self._watch(interleaver, block, _lookup(frame))
         self._interleaver = interleaver
-        self._inline = Mediator(interleaver, rows[0])
+        self._inline = Mediator(interleaver, run.rows[0])
 
     def _finish_inline(self) -> None:
         mediator = self._inline
@@ -132,11 +170,11 @@ class Tracer:
         pending, self._pending = self._pending, []
         if not pending:
             return
-        run, rows, batch = self.model._batch([p.prepared for p in pending])
-        interleaver = Interleaver(self.model._module, run, batch)
+        run = self.model._batch([p.prepared for p in pending], self.method, self.options)
+        interleaver = Interleaver(self.model._module, run)
         self._interleaver = interleaver
         namespaces = [p.namespace for p in pending]
-        for index, (invoker, rows_of_invoke) in enumerate(zip(pending, rows)):
+        for index, (invoker, rows_of_invoke) in enumerate(zip(pending, run.rows)):
             block = invoker.block
             assert block is not None and block.body is not None
             mediator = Mediator(
@@ -147,7 +185,7 @@ class Tracer:
             if index > 0 and watched:
                 mediator.start_on = frozenset(watched)
         interleaver.resume()
-        if interleaver.failure is not None:
+        if interleaver.failure is not None and not isinstance(interleaver.failure, StopTrace):
             raise _explained(interleaver.failure, pending)
         self.result = interleaver.result
         written: dict[str, Any] = {}
@@ -185,6 +223,7 @@ class Tracer:
         return watched
 
     def _close(self) -> None:
+        _forget(self)
         if self._inline is not None:
             self._inline.deactivate()
             self._inline = None
@@ -235,6 +274,26 @@ class Invoker:
         elif tracer._interleaver is not None:
             tracer._interleaver.abort()
         return False
+
+
+_open: dict[greenlet, list[Tracer]] = {}  # open with-blocks, by the greenlet that opened them
+
+
+def open_tracer(model: Traceable) -> Tracer | None:
+    """The innermost trace of ``model`` open on this greenlet, if any."""
+    for tracer in reversed(_open.get(getcurrent(), [])):
+        if tracer.model is model:
+            return tracer
+    return None
+
+
+def _forget(tracer: Tracer) -> None:
+    for key, stack in list(_open.items()):
+        if tracer in stack:
+            stack.remove(tracer)
+            if not stack:
+                del _open[key]
+            return
 
 
 def _lookup(frame: FrameType) -> Callable[[str], Any]:

@@ -7,16 +7,19 @@ the first trace, or on ``model.dispatch()``.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import itertools
 import os
-from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..engine.envoy import Envoy
+from ..engine.interleaver import Run
+from ..engine.tracer import Tracer, open_tracer
 from ..errors import InputError
 from .inputs import TokenInputs, batch, position_ids, tokenize
 from .loading import checkpoint_path, load_config, load_model, load_tokenizer, meta_model
@@ -105,6 +108,40 @@ class LanguageModel(NNsight):
         self.__dict__.pop("_takes_position_ids", None)
         self._dispatched = True
 
+    # -- generation -------------------------------------------------------------------------------
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """Generate with interventions: ``with model.generate(prompt, max_new_tokens=N):``.
+
+        Reads and edits apply to the first step (the prompt) unless placed in
+        ``for step in tracer.iter[...]`` / ``tracer.all()``. After the block, ``tracer.result``
+        (and ``model.generator.output`` inside it) holds the token ids, ``tracer.text`` the
+        decoded sequences. Called without inputs inside ``model.trace()`` after
+        ``tracer.invoke(...)`` blocks (seed 1's form), it runs those invokes as one
+        generation and returns the ids.
+        """
+        inputs = {k: kwargs.pop(k) for k in ("input_ids", "attention_mask") if k in kwargs}
+        _check_generation_options(self._module, kwargs)
+        if not args and not inputs:
+            tracer = open_tracer(self)
+            if tracer is not None:
+                return tracer.run_pending("generate", kwargs)
+        return Generation(self, args, inputs, method="generate", options=kwargs)
+
+    @property
+    def generator(self) -> Envoy:
+        """The generation as a module: ``model.generator.output`` is the generated ids."""
+        envoy = self.__dict__.get("_generator_envoy")
+        if envoy is None:
+            envoy = self.__dict__["_generator_envoy"] = Envoy(
+                self._generator, "model.generator", self
+            )
+        return envoy
+
+    @cached_property
+    def _generator(self) -> nn.Module:
+        return _Generator()
+
     # -- seams used by the tracer -----------------------------------------------------------------
 
     def _ready(self) -> None:
@@ -113,9 +150,7 @@ class LanguageModel(NNsight):
     def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TokenInputs:
         return tokenize(self.tokenizer, args, kwargs)
 
-    def _batch(
-        self, prepared: list[TokenInputs]
-    ) -> tuple[Callable[[], Any], list[slice | None], int]:
+    def _batch(self, prepared: list[TokenInputs], method: str, options: dict[str, Any]) -> Run:
         inputs = batch(prepared, self._pad_id)
         rows: list[slice | None] = [None]
         if len(prepared) > 1:
@@ -127,13 +162,23 @@ class LanguageModel(NNsight):
             "attention_mask": inputs.attention_mask.to(device),
             **inputs.extra,
         }
+        if method == "generate":
+            generator = self._generator
+            steps = _max_new_tokens(module, options, inputs.input_ids.shape[1])
+            return Run(
+                lambda: generator(module.generate(**call, **options)),
+                rows,
+                inputs.size,
+                steps=steps,
+                unstepped=frozenset({generator}),
+            )
         if (
             "position_ids" not in call
             and self._takes_position_ids
             and bool((inputs.attention_mask == 0).any())
         ):
             call["position_ids"] = position_ids(inputs.attention_mask).to(device)
-        return (lambda: module(**call)), rows, inputs.size
+        return Run(lambda: module(**call), rows, inputs.size)
 
     @cached_property
     def _takes_position_ids(self) -> bool:
@@ -145,6 +190,54 @@ class LanguageModel(NNsight):
         if tok is not None and tok.pad_token_id is not None:
             return int(tok.pad_token_id)
         return int(getattr(self.config, "pad_token_id", None) or 0)
+
+
+class Generation(Tracer):
+    """The tracer of ``model.generate(...)``: adds the decoded text."""
+
+    @property
+    def text(self) -> list[str]:
+        """Each generated sequence (prompt included), decoded without special tokens."""
+        if self.result is None:
+            return []
+        return self.model.tokenizer.batch_decode(self.result, skip_special_tokens=True)
+
+
+class _Generator(nn.Module):
+    """Stands for the whole generation, so its result can be read like a module output."""
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return ids
+
+
+def _max_new_tokens(module: nn.Module, options: dict[str, Any], prompt_length: int) -> int:
+    if options.get("max_new_tokens") is not None:
+        return int(options["max_new_tokens"])
+    config = getattr(module, "generation_config", None)
+    if config is not None and config.max_new_tokens is not None:
+        return int(config.max_new_tokens)
+    max_length = options.get("max_length") or getattr(config, "max_length", None) or 20
+    return max(int(max_length) - prompt_length, 1)
+
+
+def _check_generation_options(module: nn.Module, options: dict[str, Any]) -> None:
+    """Reject unknown generation keywords up front, naming the closest known one."""
+    from transformers import GenerationConfig
+
+    known = set(GenerationConfig().to_dict())
+    known |= set(inspect.signature(module.generate).parameters)
+    known |= set(inspect.signature(module.forward).parameters)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise InputError(
+            f"model.generate() got unknown keyword arguments: {', '.join(hints)}. Generation "
+            "options are those of transformers' GenerationConfig (max_new_tokens, do_sample, "
+            "temperature, ...)."
+        )
 
 
 def _ready_tokenizer(tokenizer: Any) -> Any:

@@ -7,7 +7,6 @@ of every tensor argument, so each invoke owns a contiguous block of batch rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from ..engine.envoy import Envoy
+from ..engine.interleaver import Run
 from ..engine.tracer import Tracer
 from ..errors import InputError
 
@@ -76,7 +76,7 @@ class NNsight(Envoy):
             name: _concat([p.kwargs.get(name) for p in prepared], f"argument {name!r}")
             for name in prepared[0].kwargs
         }
-        return (lambda: module(*args, **kwargs)), rows, start
+        return Run(lambda: module(*args, **kwargs), rows, start)
 
 
 def _same_len(arg_lists: list[tuple[Any, ...]]) -> int:

@@ -59,11 +59,13 @@ class NNsight(Envoy):
         size = tensors[0].shape[0] if tensors and tensors[0].dim() > 0 else 1
         return Prepared(args, kwargs, size)
 
-    def _batch(self, prepared: list[Prepared]) -> tuple[Callable[[], Any], list[slice | None], int]:
+    def _batch(self, prepared: list[Prepared], method: str, options: dict[str, Any]) -> Run:
+        if method != "forward":
+            raise InputError(f"NNsight models only run forward passes, not {method!r}.")
         module = self._module
         if len(prepared) == 1:
             only = prepared[0]
-            return (lambda: module(*only.args, **only.kwargs)), [None], only.size
+            return Run(lambda: module(*only.args, **only.kwargs), [None], only.size)
         rows, start = [], 0
         for p in prepared:
             rows.append(slice(start, start + p.size))

@@ -20,10 +20,10 @@ spec = importlib.util.spec_from_file_location("frames", sys.argv[1])
 frames = importlib.util.module_from_spec(spec); spec.loader.exec_module(frames)
 
 class Deferred:
-    def __init__(self, names): self.names = names
+    def __init__(self, names, one_line=False): self.names, self.one_line = names, one_line
     def __enter__(self):
         self.frame = sys._getframe(1)
-        frames.skip_body(self.frame)
+        frames.skip_body(self.frame, self.frame.f_lineno + 1, one_line=self.one_line)
     def __exit__(self, kind, error, tb):
         if kind is frames.SkipBody:
             frames.write_names(self.frame, self.names)
@@ -37,7 +37,7 @@ def in_function():
         ran.append("function body")
         x, y = -1, -1  # what the real body binds; lenslab supplies the values
     assert (x, y) == (42, 7), (x, y)
-    with Deferred({"x": 5}): ran.append("one-line body")
+    with Deferred({"x": 5}, one_line=True): ran.append("one-line body")
     assert x == 5
     for i in range(3):
         with Deferred({"total": i}):

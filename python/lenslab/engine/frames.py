@@ -27,13 +27,20 @@ def _ignore(frame: FrameType, event: str, arg: Any) -> None:
     return None
 
 
-def skip_body(frame: FrameType) -> None:
-    """Make the with-body about to run in ``frame`` raise SkipBody before its first step."""
+def skip_body(frame: FrameType, body_line: int, one_line: bool) -> None:
+    """Make the with-body about to run in ``frame`` raise SkipBody before its first step.
+
+    ``body_line`` is the body's first line: stopping there, not earlier, lets the header's
+    ``as name`` binding happen first. A body on the header's own line emits no line event, so
+    there the stop comes at the first instruction instead (and an ``as`` name stays unbound).
+    """
     previous_global = sys.gettrace()
     previous_local = frame.f_trace
 
     def stop(traced: FrameType, event: str, arg: Any) -> Any:
-        if traced is frame and event in ("line", "opcode"):
+        if traced is frame and (
+            (event == "line" and traced.f_lineno >= body_line) or event == "opcode"
+        ):
             frame.f_trace = previous_local
             frame.f_trace_opcodes = False
             sys.settrace(previous_global)
@@ -41,8 +48,16 @@ def skip_body(frame: FrameType) -> None:
         return stop
 
     frame.f_trace = stop
-    frame.f_trace_opcodes = True  # one-line bodies emit no line event
+    frame.f_trace_opcodes = one_line
     sys.settrace(previous_global or _ignore)
+
+
+def namespace_of(frame: FrameType) -> dict[str, Any]:
+    """A snapshot of every name visible in ``frame`` (its globals, then its locals)."""
+    namespace = dict(frame.f_globals)
+    if frame.f_locals is not frame.f_globals:
+        namespace.update(frame.f_locals)
+    return namespace
 
 
 def write_names(frame: FrameType, names: Mapping[str, Any]) -> None:

@@ -64,6 +64,7 @@ class Interleaver:
         self.current: Key | None = None  # the value being handed to bodies right now
         self._run = run.call
         self._hooks: dict[tuple[nn.Module, str], RemovableHandle] = {}
+        self._observers: dict[tuple[nn.Module, str], list[Callable[[int, Any], None]]] = {}
         self.greenlet = greenlet(self._main)
 
     # -- set-up ----------------------------------------------------------------------------
@@ -77,6 +78,11 @@ class Interleaver:
         else:
             handle = module.register_forward_pre_hook(self._on_input, with_kwargs=True)
         self._hooks[(module, kind)] = handle
+
+    def observe(self, module: nn.Module, kind: str, record: Callable[[int, Any], None]) -> None:
+        """Call ``record(step, value)`` with each final value of ``module`` (after edits)."""
+        self.watch(module, kind)
+        self._observers.setdefault((module, kind), []).append(record)
 
     # -- driving, from the caller's greenlet ----------------------------------------------------
 
@@ -131,6 +137,8 @@ class Interleaver:
             return None
         new = self._deliver(key, output)
         self.values[key] = new
+        for record in self._observers.get((module, "output"), ()):
+            record(key[2], new)
         return None if new is output else new
 
     def _on_input(self, module: nn.Module, args: Any, kwargs: Any) -> Any:
@@ -142,6 +150,8 @@ class Interleaver:
         value = (args, kwargs)
         new = self._deliver(key, value)
         self.values[key] = new
+        for record in self._observers.get((module, "input"), ()):
+            record(key[2], new)
         return None if new is value else new
 
     def _deliver(self, key: Key, value: Any) -> Any:

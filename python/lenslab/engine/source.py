@@ -53,6 +53,8 @@ class Block:
     accesses: tuple[Access, ...]
     body: CodeType | None  # the body alone, compiled with its own file and line numbers
     assigned: frozenset[str]  # names the body binds
+    body_line: int  # first line of the body
+    one_line: bool  # the body sits on the header's line
 
 
 _blocks: dict[tuple[int, int], tuple[CodeType, Block | None]] = {}
@@ -105,6 +107,8 @@ def _find_block(filename: str, line: int) -> Block | None:
         accesses=tuple(_accesses(best.body)),
         body=_compile_body(best.body, filename),
         assigned=frozenset(_assigned(best.body)),
+        body_line=best.body[0].lineno,
+        one_line=best.body[0].lineno == best.lineno,
     )
 
 

@@ -17,15 +17,17 @@ from __future__ import annotations
 import functools
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
+import torch
 from greenlet import getcurrent, greenlet
 from torch import nn
 
 from ..errors import InputError, LensWarning, TraceStateError
 from . import frames, source
+from .cache import Cache, chosen_envoys
 from .envoy import Envoy
 from .interleaver import Interleaver, Run, StopTrace
 from .mediator import Mediator
@@ -71,6 +73,7 @@ class Tracer:
         self._inline: Mediator | None = None
         self._frame: FrameType | None = None
         self._saving: Any = None
+        self._caches: list[Cache] = []
 
     def run_pending(self, method: str, options: dict[str, Any]) -> Any:
         """Run the invokes declared so far now, as ``method`` (seed 1's in-trace generate)."""
@@ -91,6 +94,26 @@ class Tracer:
     def all(self) -> StepLoop:
         """Every generation step: ``for step in tracer.all():``."""
         return Steps(self)[:]
+
+    def cache(
+        self,
+        modules: Iterable[Envoy | str] | None = None,
+        *,
+        inputs: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Cache:
+        """Record the outputs (and ``inputs=True``: inputs) of ``modules`` (default: all).
+
+        Call it at the top of the block. Returns a mapping from module name
+        (``"model.model.layers[3]"``) to an entry with ``.output``, ``.input``, ``.inputs``;
+        tensors are detached and, if asked, moved to ``device`` / cast to ``dtype``.
+        """
+        cache = Cache(chosen_envoys(self.model, modules), inputs, device, dtype)  # type: ignore[arg-type]
+        self._caches.append(cache)
+        if self._interleaver is not None and not self._interleaver.finished:
+            cache.attach(self._interleaver)
+        return cache
 
     def stop(self) -> None:
         """End the trace here: later modules do not run; values read so far stay."""
@@ -145,7 +168,7 @@ class Tracer:
 
     def _start_inline(self, prepared: Any, block: Block | None, frame: FrameType) -> None:
         run = self.model._batch([prepared], self.method, self.options)
-        interleaver = Interleaver(self.model._module, run)
+        interleaver = self._new_interleaver(run)
         if block is not None:
             self._watch(interleaver, block, _lookup(frame))
         self._interleaver = interleaver
@@ -171,7 +194,7 @@ class Tracer:
         if not pending:
             return
         run = self.model._batch([p.prepared for p in pending], self.method, self.options)
-        interleaver = Interleaver(self.model._module, run)
+        interleaver = self._new_interleaver(run)
         self._interleaver = interleaver
         namespaces = [p.namespace for p in pending]
         for index, (invoker, rows_of_invoke) in enumerate(zip(pending, run.rows)):
@@ -201,6 +224,17 @@ class Tracer:
 
     # -- shared --------------------------------------------------------------------------------
 
+    def _new_interleaver(self, run: Run) -> Interleaver:
+        """An interleaver for ``run``, with this trace's caches and the model's persistent edits."""
+        interleaver = Interleaver(self.model._module, run)
+        for cache in self._caches:
+            cache.attach(interleaver)
+        for edit in getattr(self.model, "_edits", ()):
+            namespace = dict(edit.namespace)
+            Mediator(interleaver, None, functools.partial(exec, edit.block.body, namespace))
+            self._watch(interleaver, edit.block, namespace.get)
+        return interleaver
+
     def _watch(
         self,
         interleaver: Interleaver,
@@ -211,7 +245,7 @@ class Tracer:
         watched = []
         for access in block.accesses:
             root = lookup(access.root)
-            if isinstance(root, Envoy) and root._root is self.model:
+            if isinstance(root, Envoy) and root._root._module is self.model._module:
                 kind = "output" if access.kind == "output" else "input"
                 steps = tuple(
                     (step, arg.evaluate(lookup, block.assigned) if isinstance(arg, Index) else arg)
@@ -249,10 +283,8 @@ class Invoker:
         block = source.block_at(frame)
         if block is not None and block.body is not None:
             self.block = block
-            self.namespace = dict(frame.f_globals)
-            if frame.f_locals is not frame.f_globals:
-                self.namespace.update(frame.f_locals)
-            frames.skip_body(frame)
+            self.namespace = frames.namespace_of(frame)
+            frames.skip_body(frame, block.body_line, block.one_line)
         else:
             _warn_no_source()
             self.tracer._flush()

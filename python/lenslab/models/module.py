@@ -7,14 +7,17 @@ of every tensor argument, so each invoke owns a contiguous block of batch rows.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..engine.editing import Edit, EditBlock
 from ..engine.envoy import Envoy
 from ..engine.interleaver import Run
+from ..engine.session import Session
 from ..engine.tracer import Tracer
 from ..errors import InputError
 
@@ -44,10 +47,34 @@ class NNsight(Envoy):
                 "Face checkpoint name use LanguageModel(...)."
             )
         super().__init__(module, "model")
+        self._edits: list[Edit] = []
 
     def trace(self, *args: Any, **kwargs: Any) -> Tracer:
         """Run the model on these inputs; the with-block reads and edits its internals."""
         return Tracer(self, args, kwargs)
+
+    def session(self) -> Session:
+        """Group several traces: ``with model.session(): ...``."""
+        return Session(self)
+
+    def edit(self, *, inplace: bool = False) -> EditBlock:
+        """Interventions for every later trace: ``with model.edit() as edited: ...``.
+
+        By default the edits go to a copy that shares the weights (``edited``), leaving
+        ``model`` as it was; ``inplace=True`` adds them to ``model`` itself.
+        """
+        return EditBlock(self if inplace else self._copy())
+
+    def clear_edits(self) -> None:
+        """Drop every edit added with ``model.edit(inplace=True)``."""
+        self._edits = []
+
+    def _copy(self) -> NNsight:
+        """Another wrapper of the same module (same weights), with its own edits."""
+        twin = copy.copy(self)
+        twin._root, twin._children, twin._edits = twin, {}, list(self._edits)
+        twin.__dict__.pop("_generator_envoy", None)
+        return twin
 
     # -- seams used by the tracer ------------------------------------------------------------
 

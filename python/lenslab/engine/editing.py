@@ -1,0 +1,58 @@
+"""``model.edit()``: interventions that apply to every later trace of a model.
+
+The block's body is read from source and kept, with the names it could see, instead of
+running; every later trace runs it first, on the whole batch, before its own code.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ..errors import TraceStateError
+from . import frames, source
+
+if TYPE_CHECKING:
+    from .source import Block
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A kept edit block: its compiled body and the namespace it was written in."""
+
+    block: Block
+    namespace: dict[str, Any]
+
+
+class EditBlock:
+    """``with model.edit() as edited:`` — the block's code becomes part of ``edited``."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+        self._edit: Edit | None = None
+
+    def __enter__(self) -> Any:
+        frame = sys._getframe(1)
+        block = source.block_at(frame)
+        if block is None or block.body is None:
+            raise TraceStateError(
+                "model.edit() keeps its block's code to rerun in later traces, so it needs the "
+                "source (a file or notebook cell, not a string run with exec), and no "
+                "return/yield inside the block."
+            )
+        self._edit = Edit(block, frames.namespace_of(frame))
+        frames.skip_body(frame, block.body_line, block.one_line)
+        return self._target
+
+    def __exit__(
+        self,
+        error_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if error_type is frames.SkipBody and self._edit is not None:
+            self._target._edits.append(self._edit)
+            return True
+        return False

@@ -9,15 +9,18 @@ skipped where it stands; when the trace ends, the bodies run (each in the namesp
 written in, seeing names bound by earlier invokes) inside one forward over the batch of all
 their inputs, and the names they bound are written back into the caller's scope. Without
 source (a string run with ``exec``), an invoke runs inline with its own forward: same values,
-one warning.
+one warning. ``validate=True`` defers a trace's own body the same way, to run it first on fake
+tensors (shapes only) and then for real.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
+import traceback
 import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,13 +28,14 @@ import torch
 from greenlet import getcurrent, greenlet
 from torch import nn
 
-from ..errors import InputError, LensWarning, TraceStateError
+from ..errors import EditError, InputError, LensError, LensWarning, TraceStateError
 from . import frames, source
 from .cache import Cache, chosen_envoys
 from .envoy import Envoy
 from .interleaver import Interleaver, Run, StopTrace
 from .mediator import Mediator
 from .saving import saving_enabled
+from .scan import shapes_only
 from .source import Index
 from .steps import StepLoop, Steps
 
@@ -51,8 +55,24 @@ class Traceable(Protocol):
     def _batch(self, prepared: list[Any], method: str, options: dict[str, Any]) -> Run: ...
 
 
+@dataclass
+class Deferred:
+    """A body to run later inside the batched forward: its inputs, code and namespace."""
+
+    prepared: Any
+    block: Block
+    namespace: dict[str, Any]
+
+
 class Tracer:
-    """``with model.trace(...) as tracer:``; after the block, ``tracer.result`` is the output."""
+    """``with model.trace(...) as tracer:``; after the block, ``tracer.result`` is the output.
+
+    Args:
+        method: ``"forward"``, or ``"generate"`` for language models.
+        scan: run on fake tensors only (shapes and dtypes, no compute): ``model.scan(...)``.
+        validate: run the block on fake tensors first, so a shape mistake in an edit is
+            reported before the real run (the block's code then runs twice).
+    """
 
     def __init__(
         self,
@@ -61,19 +81,37 @@ class Tracer:
         kwargs: dict[str, Any],
         method: str = "forward",
         options: dict[str, Any] | None = None,
+        *,
+        scan: bool = False,
+        validate: bool = False,
     ) -> None:
         self.model = model
-        self.method = method  # "forward", or "generate" for language models
+        self.method = method
         self.options = options or {}
         self.result: Any = None
         self.saved: list[Any] = []
         self._inputs = (args, kwargs) if args or kwargs else None
-        self._pending: list[Invoker] = []
+        self._scan = scan
+        self._validate = validate
+        self._pending: list[Deferred] = []
         self._interleaver: Interleaver | None = None
         self._inline: Mediator | None = None
         self._frame: FrameType | None = None
         self._saving: Any = None
         self._caches: list[Cache] = []
+
+    # -- inside the block ------------------------------------------------------------------
+
+    def invoke(self, *args: Any, **kwargs: Any) -> Invoker:
+        """One more input for this trace; its block's code sees only its own batch rows."""
+        if self._inputs is not None:
+            raise InputError(
+                "this trace already has inputs from model.trace(...); give inputs either to "
+                "model.trace(...) or to each tracer.invoke(...), not both."
+            )
+        if not args and not kwargs:
+            raise InputError("tracer.invoke() needs inputs, e.g. tracer.invoke('Hello').")
+        return Invoker(self, args, kwargs)
 
     def run_pending(self, method: str, options: dict[str, Any]) -> Any:
         """Run the invokes declared so far now, as ``method`` (seed 1's in-trace generate)."""
@@ -109,7 +147,8 @@ class Tracer:
         (``"model.model.layers[3]"``) to an entry with ``.output``, ``.input``, ``.inputs``;
         tensors are detached and, if asked, moved to ``device`` / cast to ``dtype``.
         """
-        cache = Cache(chosen_envoys(self.model, modules), inputs, device, dtype)  # type: ignore[arg-type]
+        envoys = chosen_envoys(self.model, modules)  # type: ignore[arg-type]
+        cache = Cache(envoys, inputs, device, dtype)
         self._caches.append(cache)
         if self._interleaver is not None and not self._interleaver.finished:
             cache.attach(self._interleaver)
@@ -121,18 +160,7 @@ class Tracer:
             raise TraceStateError("tracer.stop() can only be called inside its with-block.")
         raise StopTrace
 
-    def invoke(self, *args: Any, **kwargs: Any) -> Invoker:
-        """One more input for this trace; its block's code sees only its own batch rows."""
-        if self._inputs is not None:
-            raise InputError(
-                "this trace already has inputs from model.trace(...); give inputs either to "
-                "model.trace(...) or to each tracer.invoke(...), not both."
-            )
-        if not args and not kwargs:
-            raise InputError("tracer.invoke() needs inputs, e.g. tracer.invoke('Hello').")
-        return Invoker(self, args, kwargs)
-
-    # -- the with statement --------------------------------------------------------------------
+    # -- the with statement ----------------------------------------------------------------------
 
     def __enter__(self) -> Tracer:
         self.model._ready()
@@ -144,7 +172,11 @@ class Tracer:
         try:
             if self._inputs is not None:
                 prepared = self.model._prepare(*self._inputs)
-                self._start_inline(prepared, source.block_at(frame), frame)
+                block = source.block_at(frame)
+                if self._validate:
+                    self._defer(prepared, block, frame, "validate=True")
+                else:
+                    self._start_inline(prepared, block, frame)
         except BaseException:
             self._close()
             raise
@@ -157,18 +189,20 @@ class Tracer:
         traceback: TracebackType | None,
     ) -> bool:
         try:
-            if error_type is None:
+            if error_type is None or error_type is frames.SkipBody:
                 self._finish_inline()
+                if self._validate:
+                    self._run_deferred(list(self._pending), scan=True)
                 self._flush()
         finally:
             self._close()
-        return error_type is StopTrace
+        return error_type in (StopTrace, frames.SkipBody)
 
     # -- inline runs ---------------------------------------------------------------------------
 
     def _start_inline(self, prepared: Any, block: Block | None, frame: FrameType) -> None:
         run = self.model._batch([prepared], self.method, self.options)
-        interleaver = self._new_interleaver(run)
+        interleaver = self._new_interleaver(run, scan=self._scan)
         if block is not None:
             self._watch(interleaver, block, _lookup(frame))
         self._interleaver = interleaver
@@ -186,46 +220,66 @@ class Tracer:
         mediator.deactivate()
         self._inline = None
 
-    # -- deferred invokes ------------------------------------------------------------------------
+    # -- deferred bodies ---------------------------------------------------------------------------
+
+    def _defer(self, prepared: Any, block: Block | None, frame: FrameType, what: str) -> bool:
+        """Skip the body starting in ``frame`` and queue it; False when it has no source."""
+        if block is None or block.body is None:
+            if what == "validate=True":
+                raise TraceStateError(
+                    "validate=True runs the block twice (fake tensors first), so it needs the "
+                    "block's source: a file or notebook cell, and no return/yield inside."
+                )
+            return False
+        self._pending.append(Deferred(prepared, block, frames.namespace_of(frame)))
+        frames.skip_body(frame, block.body_line, block.one_line)
+        return True
 
     def _flush(self) -> None:
-        """Run the pending invoke bodies inside one batched forward."""
+        """Run the pending bodies inside one batched forward, then bind their names here."""
         pending, self._pending = self._pending, []
         if not pending:
             return
-        run = self.model._batch([p.prepared for p in pending], self.method, self.options)
-        interleaver = self._new_interleaver(run)
-        self._interleaver = interleaver
-        namespaces = [p.namespace for p in pending]
-        for index, (invoker, rows_of_invoke) in enumerate(zip(pending, run.rows)):
-            block = invoker.block
-            assert block is not None and block.body is not None
-            mediator = Mediator(
-                interleaver, rows_of_invoke, functools.partial(exec, block.body, invoker.namespace)
-            )
-            mediator.after_switch = _publisher(block.assigned, namespaces, index)
-            watched = self._watch(interleaver, block, invoker.namespace.get)
-            if index > 0 and watched:
-                mediator.start_on = frozenset(watched)
-        interleaver.resume()
-        if interleaver.failure is not None and not isinstance(interleaver.failure, StopTrace):
-            raise _explained(interleaver.failure, pending)
-        self.result = interleaver.result
+        self.result = self._run_deferred(pending, scan=self._scan)
         written: dict[str, Any] = {}
-        for invoker in pending:
-            assert invoker.block is not None
+        for body in pending:
             written.update(
-                (name, invoker.namespace[name])
-                for name in invoker.block.assigned
-                if name in invoker.namespace
+                (name, body.namespace[name])
+                for name in body.block.assigned
+                if name in body.namespace
             )
         assert self._frame is not None
         frames.write_names(self._frame, written)
 
+    def _run_deferred(self, pending: list[Deferred], scan: bool) -> Any:
+        """One run of ``pending``'s bodies; a scan runs copies, on fake tensors, for errors only."""
+        run = self.model._batch([body.prepared for body in pending], self.method, self.options)
+        interleaver = self._new_interleaver(run, scan=scan)
+        self._interleaver = interleaver
+        namespaces = [dict(b.namespace) if scan else b.namespace for b in pending]
+        for index, (body, rows) in enumerate(zip(pending, run.rows)):
+            namespace = namespaces[index]
+            mediator = Mediator(
+                interleaver, rows, functools.partial(exec, body.block.body, namespace)
+            )
+            mediator.after_switch = _publisher(body.block.assigned, namespaces, index)
+            watched = self._watch(interleaver, body.block, namespace.get)
+            if index > 0 and watched:
+                mediator.start_on = frozenset(watched)
+        interleaver.resume()
+        failure = interleaver.failure
+        if failure is not None and not isinstance(failure, StopTrace):
+            if scan and not isinstance(failure, LensError):
+                raise _scan_failure(failure, pending) from failure
+            raise _explained(failure, pending)
+        return interleaver.result
+
     # -- shared --------------------------------------------------------------------------------
 
-    def _new_interleaver(self, run: Run) -> Interleaver:
+    def _new_interleaver(self, run: Run, scan: bool) -> Interleaver:
         """An interleaver for ``run``, with this trace's caches and the model's persistent edits."""
+        if scan:
+            run.call = shapes_only(run.call, self.model._module)
         interleaver = Interleaver(self.model._module, run)
         for cache in self._caches:
             cache.attach(interleaver)
@@ -275,20 +329,16 @@ class Invoker:
     def __init__(self, tracer: Tracer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.tracer = tracer
         self.prepared = tracer.model._prepare(args, kwargs)
-        self.block: Block | None = None
-        self.namespace: dict[str, Any] = {}
+        self._inline = False
 
     def __enter__(self) -> Invoker:
         frame = sys._getframe(1)
         block = source.block_at(frame)
-        if block is not None and block.body is not None:
-            self.block = block
-            self.namespace = frames.namespace_of(frame)
-            frames.skip_body(frame, block.body_line, block.one_line)
-        else:
+        if not self.tracer._defer(self.prepared, block, frame, "invoke"):
             _warn_no_source()
             self.tracer._flush()
             self.tracer._start_inline(self.prepared, block, frame)
+            self._inline = True
         return self
 
     def __exit__(
@@ -299,8 +349,9 @@ class Invoker:
     ) -> bool:
         tracer = self.tracer
         if error_type is frames.SkipBody:
-            tracer._pending.append(self)
             return True
+        if not self._inline:
+            return False
         if error_type is None:
             tracer._finish_inline()
         elif tracer._interleaver is not None:
@@ -357,7 +408,7 @@ def _publisher(
     return publish
 
 
-def _explained(error: BaseException, pending: list[Invoker]) -> BaseException:
+def _explained(error: BaseException, pending: list[Deferred]) -> BaseException:
     """Add a hint when an invoke used a name that an earlier invoke binds only later."""
     if (
         isinstance(error, NameError)
@@ -368,8 +419,8 @@ def _explained(error: BaseException, pending: list[Invoker]) -> BaseException:
             11,
         )
     ):
-        for index, invoker in enumerate(pending):
-            if invoker.block is not None and error.name in invoker.block.assigned:
+        for index, body in enumerate(pending):
+            if error.name in body.block.assigned:
                 error.add_note(
                     f"lenslab: invoke {index} binds {error.name!r}, but only after the point in "
                     "the forward pass where a later invoke read it. Values pass between invokes "
@@ -377,6 +428,17 @@ def _explained(error: BaseException, pending: list[Invoker]) -> BaseException:
                 )
                 break
     return error
+
+
+def _scan_failure(error: BaseException, pending: list[Deferred]) -> EditError:
+    """Name the user's line where the fake-tensor run of a validated block failed."""
+    files = {body.block.body.co_filename for body in pending if body.block.body is not None}
+    lines = [f for f in traceback.extract_tb(error.__traceback__) if f.filename in files]
+    where = f"line {lines[-1].lineno}: {lines[-1].line}" if lines else "the block"
+    return EditError(
+        f"validate=True: on fake tensors (before any real compute), {where} fails: "
+        f"{type(error).__name__}: {error}"
+    )
 
 
 _warned_no_source = False

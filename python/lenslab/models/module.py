@@ -49,9 +49,22 @@ class NNsight(Envoy):
         super().__init__(module, "model")
         self._edits: list[Edit] = []
 
-    def trace(self, *args: Any, **kwargs: Any) -> Tracer:
-        """Run the model on these inputs; the with-block reads and edits its internals."""
-        return Tracer(self, args, kwargs)
+    def trace(
+        self, *args: Any, scan: bool = False, validate: bool = False, **kwargs: Any
+    ) -> Tracer:
+        """Run the model on these inputs; the with-block reads and edits its internals.
+
+        ``validate=True`` (or ``scan=True``) first runs the block on fake tensors, so an edit of
+        the wrong shape fails at its line before any real compute.
+        """
+        return Tracer(self, args, kwargs, validate=scan or validate)
+
+    def scan(self, *args: Any, **kwargs: Any) -> Tracer:
+        """Like ``trace``, on fake tensors: every value has its real shape and dtype, no data.
+
+        Nothing is computed and the model is left exactly as it was.
+        """
+        return Tracer(self, args, kwargs, scan=True)
 
     def session(self) -> Session:
         """Group several traces: ``with model.session(): ...``."""

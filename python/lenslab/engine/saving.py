@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from . import gradients
+
 T = TypeVar("T")
 
 _lock = threading.Lock()
@@ -66,7 +68,8 @@ def _savable_classes() -> list[type]:
 
 @contextmanager
 def saving_enabled() -> Iterator[list[Any]]:
-    """Give traced values a ``.save()`` method for the duration of a trace.
+    """What nnsight code expects of traced values, for the duration of a trace: a ``.save()``
+    method, and ``with loss.backward():`` (see gradients.py).
 
     Yields the list that collects this trace's saved values.
     """
@@ -75,6 +78,7 @@ def saving_enabled() -> Iterator[list[Any]]:
         if _open_traces == 0:
             for cls in _savable_classes():
                 cls.save = _save_method  # type: ignore[attr-defined]
+            torch.Tensor.backward = gradients.backward  # type: ignore[method-assign]
         _open_traces += 1
     stack = getattr(_local, "saved", None)
     if stack is None:
@@ -94,3 +98,4 @@ def saving_enabled() -> Iterator[list[Any]]:
                 for cls in _savable_classes():
                     if cls.__dict__.get("save") is _save_method:
                         del cls.save  # type: ignore[attr-defined]
+                torch.Tensor.backward = gradients._torch_backward  # type: ignore[method-assign]

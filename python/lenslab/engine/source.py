@@ -55,6 +55,8 @@ class Block:
     assigned: frozenset[str]  # names the body binds
     body_line: int  # first line of the body
     one_line: bool  # the body sits on the header's line
+    header_calls: frozenset[str]  # methods called in the header, e.g. {"backward"}
+    grad_names: frozenset[str]  # names whose .grad the body reads or sets
 
 
 _blocks: dict[tuple[int, int], tuple[CodeType, Block | None]] = {}
@@ -109,6 +111,20 @@ def _find_block(filename: str, line: int) -> Block | None:
         assigned=frozenset(_assigned(best.body)),
         body_line=best.body[0].lineno,
         one_line=best.body[0].lineno == best.lineno,
+        header_calls=frozenset(
+            node.func.attr
+            for item in best.items
+            for node in ast.walk(item.context_expr)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+        ),
+        grad_names=frozenset(
+            node.value.id
+            for stmt in best.body
+            for node in ast.walk(stmt)
+            if isinstance(node, ast.Attribute)
+            and node.attr == "grad"
+            and isinstance(node.value, ast.Name)
+        ),
     )
 
 

@@ -94,8 +94,14 @@ class Interleaver:
         """Unwind a paused forward (removing its hooks) and end every body still waiting."""
         if self.greenlet and not self.greenlet.dead:
             self.greenlet.throw(_Abort())
+        self._remove_hooks()  # also when the forward never started
         for mediator in self.mediators:
             mediator.close()
+
+    def _remove_hooks(self) -> None:
+        for handle in self._hooks.values():
+            handle.remove()
+        self._hooks.clear()
 
     # -- the forward's greenlet -----------------------------------------------------------------
 
@@ -112,9 +118,7 @@ class Interleaver:
         finally:
             self.finished = True
             step_hook.remove()
-            for handle in self._hooks.values():
-                handle.remove()
-            self._hooks.clear()
+            self._remove_hooks()
         for mediator in self.mediators:
             mediator.forward_finished()
             if self.failure is not None:

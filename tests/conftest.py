@@ -93,19 +93,26 @@ def layers_of(hf: nn.Module) -> nn.ModuleList:
     return base.h if hasattr(base, "h") else base.layers
 
 
+def _from_lenslab(hook: Any) -> bool:
+    owner = getattr(hook, "__self__", hook)
+    return any(
+        (getattr(x, "__module__", "") or "").startswith("lenslab") for x in (owner, type(owner))
+    )
+
+
 def assert_clean(module: nn.Module) -> None:
-    """No hook of any kind is left on any submodule."""
+    """No lenslab hook is left on any submodule (transformers keeps some of its own)."""
     for name, sub in module.named_modules():
         for attr in (
             "_forward_hooks",
             "_forward_pre_hooks",
             "_backward_hooks",
             "_backward_pre_hooks",
-            "_forward_hooks_with_kwargs",
-            "_forward_pre_hooks_with_kwargs",
         ):
-            assert not getattr(sub, attr, None), f"{name or 'root'} still has {attr}"
+            left = [h for h in getattr(sub, attr, {}).values() if _from_lenslab(h)]
+            assert not left, f"{name or 'root'} still has lenslab {attr}: {left}"
     assert not hasattr(torch.Tensor, "save"), "torch.Tensor.save left behind"
+    assert "grad" not in torch.Tensor.__dict__, "torch.Tensor.grad left patched"
 
 
 @contextmanager

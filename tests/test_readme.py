@@ -41,3 +41,19 @@ def test_readme_names_the_two_setup_commands_that_exist():
     for command in commands:
         assert (ROOT / command).stat().st_mode & 0o111
     assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_python_snippet_in_the_readme_runs_in_order(tmp_path, capsys):
+    """The API section's snippets build on the quick start's names (model, prompt)."""
+    readme = (ROOT / "README.md").read_text()
+    snippets = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert len(snippets) >= 5
+    script = tmp_path / "snippets.py"
+    script.write_text("\n".join(snippets))
+    names = runpy.run_path(str(script), run_name="__main__")
+    assert names["early_grad"].abs().max() == 0 and names["late_grad"].abs().max() > 0
+    assert (
+        names["ids"].shape[1]
+        > names["model"].tokenizer("The Eiffel Tower is in", return_tensors="pt").input_ids.shape[1]
+    )
+    assert names["out"].shape[0] == 1

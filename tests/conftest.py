@@ -87,6 +87,17 @@ def tiny_llama(tokenizer):
     return make_tiny("llama", tokenizer)
 
 
+@pytest.fixture(scope="session")
+def tiny_mistral(tokenizer):
+    return make_tiny("mistral", tokenizer)
+
+
+@pytest.fixture(params=["tiny_gpt2", "tiny_llama", "tiny_mistral", "smollm2"])
+def lm(request):
+    """Each supported layout: tiny random GPT-2, Llama, Mistral, and the real SmolLM2."""
+    return request.getfixturevalue(request.param)
+
+
 def layers_of(hf: nn.Module) -> nn.ModuleList:
     """The decoder blocks of a HF causal LM (GPT-2 ``transformer.h``, Llama ``model.layers``)."""
     base = getattr(hf, "transformer", None) or hf.model

@@ -100,7 +100,7 @@ def test_logit_lens_idiom_calls_modules_directly(smollm2):
 
 def test_plain_python_inside_the_block(smollm2):
     def norm_of(t):
-        return t.norm().item()
+        return t.detach().norm().item()
 
     with smollm2.trace(PROMPT):
         norms = []

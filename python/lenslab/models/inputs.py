@@ -63,7 +63,7 @@ def tokenize(tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> T
     else:
         ids, mask = data, extra.pop("attention_mask", None)
     ids = _as_ids(ids)
-    mask = torch.ones_like(ids) if mask is None else _as_ids(mask, "attention_mask")
+    mask = torch.ones_like(ids) if mask is None else _as_mask(mask)
     if mask.shape != ids.shape:
         raise InputError(
             f"attention_mask has shape {list(mask.shape)} but input_ids has {list(ids.shape)}."
@@ -98,6 +98,11 @@ def _as_ids(value: Any, what: str = "input_ids") -> torch.Tensor:
             f"{tensor.dtype} of shape {list(tensor.shape)}."
         )
     return tensor.long()
+
+
+def _as_mask(value: Any) -> torch.Tensor:
+    mask = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+    return (mask.unsqueeze(0) if mask.dim() == 1 else mask).long()
 
 
 def batch(items: list[TokenInputs], pad_id: int) -> TokenInputs:

@@ -70,7 +70,7 @@ def truth(net, x):
 def assert_exact_afterwards(model, net, x):
     """No hooks left; a new trace and a raw forward both give exact values."""
     assert_clean(net)
-    first, out = truth(net, x)
+    _, out = truth(net, x)
     with model.trace(x):
         again = model.first.output.save()
     assert torch.equal(again, net.first(x))
@@ -123,7 +123,7 @@ def test_one_line_body_and_a_body_that_begins_with_try(net, x):
 
 def test_exec_with_and_without_a_namespace(net, x):
     model = NNsight(net)
-    first, out = truth(net, x)
+    first, _ = truth(net, x)
     code = "with model.trace(x):\n    value = model.first.output.save()\n"
     namespace = {"model": model, "x": x}
     exec(code, namespace)
@@ -154,7 +154,7 @@ def test_exec_with_invokes_runs_each_invoke_alone_with_one_warning(net, x, monke
     assert_clean(net)
 
 
-# -- real Jupyter kernels ------------------------------------------------------------------------
+# -- real Jupyter kernels -------------------------------------------------------------------------
 
 
 def run_notebook(cells: list[str]) -> list[str]:
@@ -221,9 +221,9 @@ def test_an_exception_keeps_its_type_and_points_at_the_users_line(net, x):
     with pytest.raises(ZeroDivisionError) as caught:
         with model.trace(x):
             model.first.output.save()
-            1 / 0  # the user's line
+            1 / 0  # the user's line  # noqa: B018
     last = traceback.extract_tb(caught.value.__traceback__)[-1]
-    assert (last.filename, last.line) == (THIS_FILE, "1 / 0  # the user's line")
+    assert (last.filename, last.line) == (THIS_FILE, "1 / 0  # the user's line  # noqa: B018")
     assert_exact_afterwards(model, net, x)
 
 
@@ -269,7 +269,7 @@ def test_breakpoint_stops_at_the_users_line(tmp_path):
     assert "finished True" in result.stdout
 
 
-# -- order of reads and edits ------------------------------------------------------------------------
+# -- order of reads and edits ---------------------------------------------------------------------
 
 
 def test_reads_in_any_order(smollm2):
@@ -307,7 +307,7 @@ def test_writing_a_passed_module_fails_on_that_line(net, x):
 
 def test_editing_a_passed_value_in_place_is_caught(net, x):
     model = NNsight(net)
-    with pytest.raises(OutOfOrderError, match="model.first.output was edited in place after"):
+    with pytest.raises(OutOfOrderError, match=r"model\.first\.output was edited in place after"):
         with model.trace(x):
             first = model.first.output
             model.second.output.save()
@@ -316,7 +316,7 @@ def test_editing_a_passed_value_in_place_is_caught(net, x):
     assert_exact_afterwards(model, net, x)
 
 
-# -- bad input --------------------------------------------------------------------------------------
+# -- bad input ------------------------------------------------------------------------------------
 
 
 def test_wrong_module_path_names_the_children(smollm2):
@@ -353,7 +353,7 @@ def test_values_outside_a_trace(net):
         model.first.output  # noqa: B018
 
 
-# -- interrupts ---------------------------------------------------------------------------------------
+# -- interrupts -----------------------------------------------------------------------------------
 
 
 def test_keyboard_interrupt_in_the_body_leaves_the_model_clean(net, x):
@@ -376,7 +376,7 @@ def test_keyboard_interrupt_in_the_forward_leaves_the_model_clean(net, x):
     assert_exact_afterwards(model, net, x)
 
 
-# -- threads -----------------------------------------------------------------------------------------
+# -- threads --------------------------------------------------------------------------------------
 
 
 def test_traces_from_two_threads_at_once(net, x):

@@ -110,8 +110,7 @@ def test_in_a_function_a_method_and_a_loop(net, x):
 def test_one_line_body_and_a_body_that_begins_with_try(net, x):
     model = NNsight(net)
     first, out = truth(net, x)
-    with model.trace(x):
-        one = model.first.output.save()  # noqa: E701
+    with model.trace(x): one = model.first.output.save()  # noqa: E701  # fmt: skip
     assert torch.equal(one, first)
     with model.trace(x):
         try:

@@ -50,13 +50,19 @@ class NNsight(Envoy):
         self._edits: list[Edit] = []
 
     def trace(
-        self, *args: Any, scan: bool = False, validate: bool = False, **kwargs: Any
+        self,
+        *args: Any,
+        scan: bool = False,
+        validate: bool = False,
+        remote: bool = False,
+        **kwargs: Any,
     ) -> Tracer:
         """Run the model on these inputs; the with-block reads and edits its internals.
 
         ``validate=True`` (or ``scan=True``) first runs the block on fake tensors, so an edit of
         the wrong shape fails at its line before any real compute.
         """
+        _local_only(remote)
         return Tracer(self, args, kwargs, validate=scan or validate)
 
     def scan(self, *args: Any, **kwargs: Any) -> Tracer:
@@ -66,8 +72,9 @@ class NNsight(Envoy):
         """
         return Tracer(self, args, kwargs, scan=True)
 
-    def session(self) -> Session:
+    def session(self, *, remote: bool = False) -> Session:
         """Group several traces: ``with model.session(): ...``."""
+        _local_only(remote)
         return Session(self)
 
     def edit(self, *, inplace: bool = False) -> EditBlock:
@@ -119,6 +126,14 @@ class NNsight(Envoy):
             for name in prepared[0].kwargs
         }
         return Run(lambda: module(*args, **kwargs), rows, start)
+
+
+def _local_only(remote: bool) -> None:
+    if remote:
+        raise InputError(
+            "remote=True needs a lenslab server, which this version does not include yet; "
+            "run locally (remote=False)."
+        )
 
 
 def _same_len(arg_lists: list[tuple[Any, ...]]) -> int:

@@ -249,7 +249,7 @@ def test_local_session(smollm2):
     assert h1.shape == h2.shape == (2, 576)
 
 
-# -- seed 2: nnsight 0.5 API notes ------------------------------------------------------------------
+# -- seed 2: nnsight 0.5 API notes ----------------------------------------------------------------
 
 
 def test_rule_1_every_input_form_including_keywords_only(model):

@@ -108,17 +108,6 @@ def check_replacement(old: Any, new: Any, where: str) -> None:
             check_replacement(o, n, f"{where}[{i}]")
 
 
-def shape_of(value: Any) -> Any:
-    """Shapes of the tensors inside ``value`` (for messages and scans)."""
-    if isinstance(value, torch.Tensor):
-        return list(value.shape)
-    if isinstance(value, (tuple, list)):
-        return [shape_of(v) for v in value]
-    if isinstance(value, dict):
-        return {k: shape_of(v) for k, v in value.items()}
-    return type(value).__name__
-
-
 def tensors_in(value: Any) -> list[torch.Tensor]:
     """Top-level tensors of a value (a tensor, or the tensors of a tuple/list)."""
     if isinstance(value, torch.Tensor):

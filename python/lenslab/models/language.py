@@ -23,7 +23,7 @@ from ..engine.tracer import Tracer, open_tracer
 from ..errors import InputError
 from .inputs import TokenInputs, batch, position_ids, tokenize
 from .loading import checkpoint_path, load_config, load_model, load_tokenizer, meta_model
-from .module import NNsight, _local_only
+from .module import NNsight, require_local
 
 
 class LanguageModel(NNsight):
@@ -120,7 +120,7 @@ class LanguageModel(NNsight):
         ``tracer.invoke(...)`` blocks (seed 1's form), it runs those invokes as one
         generation and returns the ids.
         """
-        _local_only(kwargs.pop("remote", False))
+        require_local(kwargs.pop("remote", False))
         inputs = {k: kwargs.pop(k) for k in ("input_ids", "attention_mask") if k in kwargs}
         _check_generation_options(self._module, kwargs)
         if not args and not inputs:

@@ -62,7 +62,7 @@ class NNsight(Envoy):
         ``validate=True`` (or ``scan=True``) first runs the block on fake tensors, so an edit of
         the wrong shape fails at its line before any real compute.
         """
-        _local_only(remote)
+        require_local(remote)
         return Tracer(self, args, kwargs, validate=scan or validate)
 
     def scan(self, *args: Any, **kwargs: Any) -> Tracer:
@@ -74,7 +74,7 @@ class NNsight(Envoy):
 
     def session(self, *, remote: bool = False) -> Session:
         """Group several traces: ``with model.session(): ...``."""
-        _local_only(remote)
+        require_local(remote)
         return Session(self)
 
     def edit(self, *, inplace: bool = False) -> EditBlock:
@@ -128,7 +128,7 @@ class NNsight(Envoy):
         return Run(lambda: module(*args, **kwargs), rows, start)
 
 
-def _local_only(remote: bool) -> None:
+def require_local(remote: bool) -> None:
     if remote:
         raise InputError(
             "remote=True needs a lenslab server, which this version does not include yet; "

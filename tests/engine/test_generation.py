@@ -180,3 +180,29 @@ def test_steps_beyond_max_new_tokens_are_rejected_and_model_stays_exact(smollm2)
                 smollm2.model.layers[2].output[:] = 0
     assert_clean(smollm2._model)
     assert torch.equal(plain_generate(smollm2), before)
+
+
+def test_invokes_in_one_generation_match_a_batched_raw_generate(smollm2):
+    prompts = [PROMPT, "Once upon a time"]
+    vector = steering(smollm2)
+    with smollm2.generate(max_new_tokens=4, do_sample=False) as tracer:
+        with tracer.invoke(prompts[0]):
+            for _ in tracer.all():
+                smollm2.model.layers[6].output[:] += vector
+        with tracer.invoke(prompts[1]):
+            ids = smollm2.generator.output.save()
+    batch = smollm2.tokenizer(prompts, return_tensors="pt", padding=True)
+    module = smollm2._model.model.layers[6]
+
+    def steer_first_row(mod, args, output):
+        output = output.clone()
+        output[0] += vector
+        return output
+
+    handle = module.register_forward_hook(steer_first_row)
+    try:
+        expected = smollm2._model.generate(**batch, max_new_tokens=4, do_sample=False)
+    finally:
+        handle.remove()
+    assert torch.equal(tracer.result, expected)
+    assert torch.equal(ids, expected[1:])

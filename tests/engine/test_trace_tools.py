@@ -210,3 +210,41 @@ def test_lazy_model_scans_without_loading_weights():
     with model.scan(PROMPT):
         shape = model.model.layers[0].output.shape
     assert shape == (1, 10, 576)
+
+
+# -- the same tools on other layouts ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["tiny_gpt2", "tiny_llama"])
+def test_stop_scan_cache_and_edit_on_tiny_layouts(request, name):
+    model = request.getfixturevalue(name)
+    hf = model._model
+    gpt2 = hasattr(hf, "transformer")
+    layers = model.transformer.h if gpt2 else model.model.layers
+    hf_layers = hf.transformer.h if gpt2 else hf.model.layers
+    states = raw(model, output_hidden_states=True).hidden_states
+
+    with hooked({"last": hf_layers[-1]}) as calls:
+        with model.trace(PROMPT) as tracer:
+            first = layers[0].output.save()
+            tracer.stop()
+    assert calls == {} and torch.equal(first, states[1])
+
+    before = parameters_of(hf)
+    with model.scan(PROMPT):
+        shape = layers[1].output.shape
+    assert shape == states[2].shape
+    assert_same_parameters(hf, before)
+
+    with model.trace(PROMPT) as tracer:
+        cache = tracer.cache(layers)
+    assert torch.equal(cache[layers[1]._name].output, states[2])
+
+    with model.edit() as edited:
+        layers[1].mlp.output[:] = 0
+    with edited.trace(PROMPT):
+        logits = edited.output.logits.save()
+    with hooked({"mlp": hf_layers[1].mlp}, edit={"mlp": torch.zeros_like}):
+        expected = raw(model).logits
+    torch.testing.assert_close(logits, expected)
+    assert_clean(hf)

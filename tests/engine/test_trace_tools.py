@@ -210,6 +210,7 @@ def test_lazy_model_scans_without_loading_weights():
     with model.scan(PROMPT):
         shape = model.model.layers[0].output.shape
     assert shape == (1, 10, 576)
+    assert not model.dispatched
 
 
 # -- the same tools on other layouts ------------------------------------------------------------

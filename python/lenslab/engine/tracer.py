@@ -163,7 +163,8 @@ class Tracer:
     # -- the with statement ----------------------------------------------------------------------
 
     def __enter__(self) -> Tracer:
-        self.model._ready()
+        if not self._scan:  # a scan needs no weights: a lazy model stays on the meta device
+            self.model._ready()
         frame = sys._getframe(1)
         self._frame = frame
         self._saving = saving_enabled()

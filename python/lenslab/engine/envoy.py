@@ -146,6 +146,13 @@ class Envoy:
             message += f" Did you mean {self._name}.{close[0]}?"
         return message
 
+    def _watch_targets(
+        self, steps: tuple[tuple[str, Any], ...], kind: str
+    ) -> list[tuple[nn.Module, str]]:
+        """(module, "output" | "input") pairs a source access ``self.<steps>.<kind>`` reads."""
+        hook = "output" if kind == "output" else "input"
+        return [(module, hook) for module in self._modules_at(steps)]
+
     def _modules_at(self, steps: tuple[tuple[str, Any], ...]) -> list[nn.Module]:
         """Modules a source path can reach from here (an index of None: every child)."""
         envoys: list[Envoy] = [self]

@@ -16,6 +16,11 @@ from types import CodeType, FrameType
 from typing import Any
 
 KINDS = frozenset({"output", "input", "inputs"})
+# Indexed per-layer values a model wrapper may offer (``model.layers_output[5]``): the chain
+# ends in ``name[index]``; the wrapper's ``_watch_targets`` says which module they read.
+INDEXED_KINDS = frozenset(
+    {"layers_output", "layers_input", "attentions_output", "mlps_output", "attention_probabilities"}
+)
 
 
 @dataclass(frozen=True)
@@ -139,10 +144,20 @@ def _accesses(body: list[ast.stmt]) -> list[Access]:
     found = []
     for stmt in body:
         for node in ast.walk(stmt):
+            access = None
             if isinstance(node, ast.Attribute) and node.attr in KINDS:
                 access = _chain(node.value, node.attr)
+            elif (
+                isinstance(node, ast.Subscript)
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr in INDEXED_KINDS
+            ):
+                access = _chain(node.value.value, node.value.attr)
                 if access is not None:
-                    found.append(access)
+                    steps = (*access.steps, ("index", _index(node.slice)))
+                    access = Access(access.root, steps, access.kind)
+            if access is not None:
+                found.append(access)
     return found
 
 

@@ -301,12 +301,11 @@ class Tracer:
         for access in block.accesses:
             root = lookup(access.root)
             if isinstance(root, Envoy) and root._root._module is self.model._module:
-                kind = "output" if access.kind == "output" else "input"
                 steps = tuple(
                     (step, arg.evaluate(lookup, block.assigned) if isinstance(arg, Index) else arg)
                     for step, arg in access.steps
                 )
-                for module in root._modules_at(steps):
+                for module, kind in root._watch_targets(steps, access.kind):
                     interleaver.watch(module, kind)
                     watched.append(module)
         return watched

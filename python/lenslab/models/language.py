@@ -12,6 +12,7 @@ import inspect
 import itertools
 import os
 from functools import cached_property
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ from ..errors import InputError
 from .inputs import TokenInputs, batch, position_ids, tokenize
 from .loading import checkpoint_path, load_config, load_model, load_tokenizer, meta_model
 from .module import NNsight, require_local
+from .standard import Indexed, Layout, LayoutError, check_shapes, find_layout
 
 
 class LanguageModel(NNsight):
@@ -51,6 +53,7 @@ class LanguageModel(NNsight):
         torch_dtype: torch.dtype | str | None = None,
         dtype: torch.dtype | str | None = None,
         dispatch: bool = False,
+        rename: Mapping[str, str] | None = None,
         **load_kwargs: Any,
     ) -> None:
         self._path: str | None = None
@@ -78,6 +81,14 @@ class LanguageModel(NNsight):
         super().__init__(module)
         self.tokenizer = _ready_tokenizer(tokenizer)
         self._dispatched = self._path is None or dispatch
+        self._rename = dict(rename or {})
+        self._layout_problem: LayoutError | None = None
+        self._layout: Layout | None = None
+        try:
+            self._layout = find_layout(module, self._rename)
+            check_shapes(self)
+        except LayoutError as problem:  # the raw module tree still works; the view says why not
+            self._layout, self._layout_problem = None, problem
 
     # -- what nnsight users reach for -----------------------------------------------------------
 
@@ -107,6 +118,106 @@ class LanguageModel(NNsight):
         self._rebind(load_model(self._path, **self._load_kwargs))
         self.__dict__.pop("_takes_position_ids", None)
         self._dispatched = True
+
+    # -- the standardized view (models/standard.py) ---------------------------------------------
+
+    @property
+    def layers(self) -> Envoy:
+        """The decoder blocks, whatever the architecture calls them."""
+        return self._at(self._standard().layers)
+
+    @property
+    def layers_output(self) -> Indexed:
+        """``[i]``: block i's output hidden state ``(batch, seq, d_model)``; assignable."""
+        self._standard()
+        return Indexed(self, None, "output", 0)
+
+    @property
+    def layers_input(self) -> Indexed:
+        """``[i]``: the hidden state entering block i; assignable."""
+        self._standard()
+        return Indexed(self, None, "input", None)
+
+    @property
+    def attentions_output(self) -> Indexed:
+        """``[i]``: block i's attention output ``(batch, seq, d_model)``; assignable."""
+        self._standard()
+        return Indexed(self, "attention", "output", 0)
+
+    @property
+    def mlps_output(self) -> Indexed:
+        """``[i]``: block i's MLP output ``(batch, seq, d_model)``; assignable."""
+        self._standard()
+        return Indexed(self, "mlp", "output", 0)
+
+    @property
+    def attention_probabilities(self) -> Indexed:
+        """``[i]``: block i's attention pattern ``(batch, heads, seq, seq)``.
+
+        Needs eager attention and ``output_attentions=True`` in the trace:
+        ``model.use_eager_attention()``, then ``model.trace(prompt, output_attentions=True)``.
+        """
+        self._standard()
+        return Indexed(self, "attention", "output", 1)
+
+    @property
+    def token_embeddings(self) -> Envoy:
+        return self._at(self._standard().token_embeddings)
+
+    @property
+    def ln_final(self) -> Envoy:
+        return self._at(self._standard().ln_final)
+
+    @property
+    def lm_head(self) -> Envoy:
+        return self._at(self._standard().lm_head)
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """Inside a trace: the output logits ``(batch, seq, vocab)``."""
+        return self.output.logits
+
+    @property
+    def next_token_probs(self) -> torch.Tensor:
+        """Inside a trace: next-token probabilities at the last position ``(batch, vocab)``."""
+        return self.logits[:, -1].softmax(dim=-1)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.config.hidden_size)
+
+    def use_eager_attention(self) -> None:
+        """Compute attention explicitly, so traces can read ``attention_probabilities``."""
+        self._module.set_attn_implementation("eager")
+
+    def _watch_targets(
+        self, steps: tuple[tuple[str, Any], ...], kind: str
+    ) -> list[tuple[nn.Module, str]]:
+        """Source accesses through standardized names, translated to the real module paths."""
+        layout = self._layout
+        if layout is not None and kind in INDEXED_VALUES and steps:
+            part, kind = INDEXED_VALUES[kind]
+            inner = (("attr", getattr(layout, part)),) if part else ()
+            steps = (*_steps(layout.layers), steps[-1], *inner)
+        elif layout is not None and steps and steps[0][0] == "attr" and steps[0][1] in NAMED:
+            steps = (*_steps(getattr(layout, steps[0][1])), *steps[1:])
+        return super()._watch_targets(steps, kind)
+
+    def _standard(self) -> Layout:
+        if self._layout is None:
+            assert self._layout_problem is not None
+            raise self._layout_problem
+        return self._layout
+
+    def _at(self, path: str) -> Envoy:
+        envoy: Envoy = self
+        for name in path.split("."):
+            envoy = envoy._child(name)
+        return envoy
 
     # -- generation -------------------------------------------------------------------------------
 
@@ -191,6 +302,20 @@ class LanguageModel(NNsight):
         if tok is not None and tok.pad_token_id is not None:
             return int(tok.pad_token_id)
         return int(getattr(self.config, "pad_token_id", None) or 0)
+
+
+NAMED = frozenset({"layers", "token_embeddings", "ln_final", "lm_head"})
+INDEXED_VALUES = {  # standardized indexed name -> (part of the layer, hook kind)
+    "layers_output": (None, "output"),
+    "layers_input": (None, "input"),
+    "attentions_output": ("attention", "output"),
+    "mlps_output": ("mlp", "output"),
+    "attention_probabilities": ("attention", "output"),
+}
+
+
+def _steps(path: str) -> tuple[tuple[str, Any], ...]:
+    return tuple(("attr", name) for name in path.split("."))
 
 
 class Generation(Tracer):

@@ -11,8 +11,8 @@ import difflib
 import inspect
 import itertools
 import os
-from functools import cached_property
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
 
 import torch

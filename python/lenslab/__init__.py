@@ -16,6 +16,13 @@ from .errors import (
 )
 from .models.language import LanguageModel
 from .models.module import NNsight
+from .tools import (
+    activation_patching,
+    attribution_patching,
+    logit_lens,
+    steer,
+    steering_vector,
+)
 
 __version__ = "0.1.0"
 
@@ -31,5 +38,10 @@ __all__ = [
     "OutOfOrderError",
     "TraceStateError",
     "__version__",
+    "activation_patching",
+    "attribution_patching",
+    "logit_lens",
     "save",
+    "steer",
+    "steering_vector",
 ]

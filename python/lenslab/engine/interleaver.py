@@ -13,6 +13,7 @@ thread using the same model, passes straight through them.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,8 @@ class Interleaver:
         self.current: Key | None = None  # the value being handed to bodies right now
         self._run = run.call
         self._hooks: dict[tuple[nn.Module, str], RemovableHandle] = {}
+        self._recorded: set[tuple[nn.Module, str]] = set()
+        self._seen: set[Key] = set()
         self._observers: dict[tuple[nn.Module, str], list[Callable[[int, Any], None]]] = {}
         self.greenlet = greenlet(self._main)
 
@@ -71,6 +74,10 @@ class Interleaver:
 
     def watch(self, module: nn.Module, kind: str) -> None:
         """Keep (and offer to bodies) the values ``module`` produces of this kind."""
+        self._recorded.add((module, kind))
+        self._hook(module, kind)
+
+    def _hook(self, module: nn.Module, kind: str) -> None:
         if (module, kind) in self._hooks:
             return
         if kind == "output":
@@ -78,6 +85,17 @@ class Interleaver:
         else:
             handle = module.register_forward_pre_hook(self._on_input, with_kwargs=True)
         self._hooks[(module, kind)] = handle
+
+    def _arm_containers(self) -> None:
+        """Hook (without keeping values) every module that has submodules.
+
+        A module's call takes torch's hook-free fast path if it has no hooks when it starts,
+        and a hook added while it runs is then never called. So that a body can ask for a
+        block's output after reading one of its submodules (a path the source did not show),
+        every container gets its output hook before the forward starts.
+        """
+        for module in _containers(self.root):
+            self._hook(module, "output")
 
     def observe(self, module: nn.Module, kind: str, record: Callable[[int, Any], None]) -> None:
         """Call ``record(step, value)`` with each final value of ``module`` (after edits)."""
@@ -107,6 +125,7 @@ class Interleaver:
 
     def _main(self) -> Any:
         step_hook = self.root.register_forward_pre_hook(self._on_step, prepend=True)
+        self._arm_containers()
         try:
             for mediator in self.mediators:
                 if mediator.start_on is None:
@@ -137,10 +156,10 @@ class Interleaver:
         if getcurrent() is not self.greenlet:
             return None
         key = (module, "output", -1 if module in self.unstepped else self.step)
-        if key in self.values:  # called again in the same step: only the first call is traced
+        if key in self._seen:  # called again in the same step: only the first call is traced
             return None
-        new = self._deliver(key, output)
-        self.values[key] = new
+        self._seen.add(key)
+        new = self._deliver(key, output, (module, "output") in self._recorded)
         for record in self._observers.get((module, "output"), ()):
             record(key[2], new)
         return None if new is output else new
@@ -149,17 +168,18 @@ class Interleaver:
         if getcurrent() is not self.greenlet:
             return None
         key = (module, "input", -1 if module in self.unstepped else self.step)
-        if key in self.values:
+        if key in self._seen:
             return None
+        self._seen.add(key)
         value = (args, kwargs)
-        new = self._deliver(key, value)
-        self.values[key] = new
+        new = self._deliver(key, value, (module, "input") in self._recorded)
         for record in self._observers.get((module, "input"), ()):
             record(key[2], new)
         return None if new is value else new
 
-    def _deliver(self, key: Key, value: Any) -> Any:
-        self.values[key] = value
+    def _deliver(self, key: Key, value: Any, record: bool) -> Any:
+        if record:
+            self.values[key] = value
         self.current = key
         module = key[0]
         for mediator in self.mediators:
@@ -170,6 +190,8 @@ class Interleaver:
                 value = mediator.deliver(key, value)
                 self._raise_if_failed()
         self.current = None
+        if record:
+            self.values[key] = value
         return value
 
     def fail(self, error: BaseException) -> None:
@@ -183,3 +205,17 @@ def end_greenlet(g: greenlet) -> None:
     if g and not g.dead:
         with contextlib.suppress(GreenletExit):
             g.throw(GreenletExit)
+
+
+_container_cache: weakref.WeakKeyDictionary[nn.Module, list[nn.Module]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _containers(root: nn.Module) -> list[nn.Module]:
+    """Modules under ``root`` that have submodules (cached; module trees rarely change)."""
+    found = _container_cache.get(root)
+    if found is None:
+        found = [m for m in root.modules() if m._modules and not isinstance(m, nn.ModuleList)]
+        _container_cache[root] = found
+    return found

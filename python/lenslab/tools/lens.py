@@ -1,0 +1,84 @@
+"""Logit lens: what each layer's residual stream would predict if the model stopped there."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .prompts import Tokens, tokens_of
+
+
+@dataclass(frozen=True)
+class LogitLens:
+    """Top-k next-token predictions per layer and position.
+
+    ``probs`` and ``token_ids`` are ``(layers, seq, k)``; ``top_tokens[l][p]`` the decoded
+    top-k; ``layers`` the layer indices; ``tokens`` the prompt as the model saw it.
+    """
+
+    probs: torch.Tensor
+    token_ids: torch.Tensor
+    top_tokens: list[list[list[str]]]
+    layers: list[int]
+    tokens: Tokens
+
+    def plot(self) -> Any:
+        """Heatmap of the top-1 probability (layers x positions), top-k on hover."""
+        import plotly.graph_objects as go
+
+        hover = [
+            [
+                "<br>".join(f"{t!r}: {p:.3f}" for t, p in zip(cell, probs))
+                for cell, probs in zip(row, row_probs.tolist())
+            ]
+            for row, row_probs in zip(self.top_tokens, self.probs)
+        ]
+        figure = go.Figure(
+            go.Heatmap(
+                z=self.probs[:, :, 0].tolist(),
+                x=[f"{i}: {t!r}" for i, t in enumerate(self.tokens.text)],
+                y=[f"layer {layer}" for layer in self.layers],
+                text=[[cell[0] for cell in row] for row in self.top_tokens],
+                texttemplate="%{text}",
+                customdata=hover,
+                hovertemplate="%{y}, %{x}<br>%{customdata}<extra></extra>",
+                colorscale="Blues",
+                zmin=0,
+                zmax=1,
+                colorbar={"title": "top-1 p"},
+            )
+        )
+        figure.update_layout(
+            title=f"Logit lens ({self.tokens.describe()})",
+            xaxis_title="position",
+            yaxis_title="layer",
+        )
+        return figure
+
+
+def logit_lens(
+    model: Any, prompt: str, *, top_k: int = 5, layers: Sequence[int] | None = None
+) -> LogitLens:
+    """Decode every layer's output through the final norm and unembedding, in one forward.
+
+    Example:
+        >>> lens = logit_lens(model, "The Eiffel Tower is located in the city of")
+        >>> lens.top_tokens[-1][-1][0]
+        ' Paris'
+    """
+    tokens = tokens_of(model, prompt)
+    chosen = list(range(model.num_layers)) if layers is None else list(layers)
+    probs, ids = [], []
+    with torch.no_grad(), model.trace(tokens.ids):
+        for layer in chosen:
+            hidden = model.layers_output[layer]
+            top = model.lm_head(model.ln_final(hidden[0])).softmax(-1).topk(top_k, dim=-1)
+            probs.append(top.values)
+            ids.append(top.indices)
+    token_ids = torch.stack(ids)
+    decode = model.tokenizer.decode
+    top_tokens = [[[decode(int(i)) for i in cell] for cell in row] for row in token_ids]
+    return LogitLens(torch.stack(probs), token_ids, top_tokens, chosen, tokens)

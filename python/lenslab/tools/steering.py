@@ -1,0 +1,119 @@
+"""Steering: add a direction to the residual stream and watch predictions or generations move."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .prompts import Tokens, token_id, tokens_of
+
+
+def steering_vector(
+    model: Any,
+    positive: Sequence[str],
+    negative: Sequence[str],
+    layer: int,
+    *,
+    position: int = -1,
+) -> torch.Tensor:
+    """Mean layer-``layer`` activation of ``positive`` minus that of ``negative`` (one forward).
+
+    ``position`` picks the token (default the last; prompts are left-padded, so -1 is always
+    a real token).
+    """
+    with torch.no_grad(), model.trace() as tracer:
+        with tracer.invoke(list(positive)):
+            plus = model.layers_output[layer][:, position].mean(0).save()
+        with tracer.invoke(list(negative)):
+            minus = model.layers_output[layer][:, position].mean(0).save()
+    return plus - minus
+
+
+@dataclass(frozen=True)
+class SteeringResult:
+    """Baseline and steered runs of one prompt, from one batched forward (or generation).
+
+    ``baseline`` / ``steered`` are last-position log-probabilities ``(vocab,)``; with
+    ``max_new_tokens`` also ``texts`` = (baseline text, steered text).
+    """
+
+    baseline: torch.Tensor
+    steered: torch.Tensor
+    coefficient: float
+    layers: list[int]
+    tokens: Tokens
+    texts: tuple[str, str] | None = None
+
+    def log_prob(self, model: Any, token: str | int) -> tuple[float, float]:
+        """(baseline, steered) log-probability of ``token`` as the next token."""
+        index = token_id(model, token)
+        return float(self.baseline[index]), float(self.steered[index])
+
+    def plot(self, model: Any, top_k: int = 10) -> Any:
+        """Next-token probabilities, baseline vs steered, for the top tokens of either."""
+        import plotly.graph_objects as go
+
+        top = torch.cat([self.baseline.topk(top_k).indices, self.steered.topk(top_k).indices])
+        ids = list(dict.fromkeys(top.tolist()))
+        labels = [repr(model.tokenizer.decode(i)) for i in ids]
+        figure = go.Figure(
+            [
+                go.Bar(name="baseline", x=labels, y=self.baseline[ids].exp().tolist()),
+                go.Bar(
+                    name=f"steered (x{self.coefficient:g})",
+                    x=labels,
+                    y=self.steered[ids].exp().tolist(),
+                ),
+            ]
+        )
+        figure.update_layout(
+            barmode="group",
+            yaxis_title="next-token probability",
+            title=f"Steering at layers {self.layers}",
+        )
+        return figure
+
+
+def steer(
+    model: Any,
+    prompt: str,
+    vector: torch.Tensor,
+    layers: int | Sequence[int],
+    *,
+    coefficient: float = 1.0,
+    positions: slice | Sequence[int] | int | None = None,
+    max_new_tokens: int | None = None,
+    **generation: Any,
+) -> SteeringResult:
+    """Add ``coefficient * vector`` to the residual stream at ``layers`` (and ``positions``).
+
+    Baseline and steered share one forward pass (two invokes); with ``max_new_tokens`` they
+    share one generation, the vector added at every step.
+    """
+    chosen = [layers] if isinstance(layers, int) else list(layers)
+    where = slice(None) if positions is None else positions
+    shift = coefficient * vector
+    tokens = tokens_of(model, prompt)
+    if max_new_tokens is None:
+        with torch.no_grad(), model.trace() as tracer:
+            with tracer.invoke(tokens.ids):
+                baseline = model.logits[0, -1].log_softmax(-1).save()
+            with tracer.invoke(tokens.ids):
+                for layer in chosen:
+                    model.layers_output[layer][:, where] += shift
+                steered = model.logits[0, -1].log_softmax(-1).save()
+        return SteeringResult(baseline, steered, coefficient, chosen, tokens)
+    options = {"do_sample": False, **generation}
+    with torch.no_grad(), model.generate(max_new_tokens=max_new_tokens, **options) as tracer:
+        with tracer.invoke(tokens.ids):
+            baseline = model.logits[0, -1].log_softmax(-1).save()
+        with tracer.invoke(tokens.ids):
+            for _ in tracer.all():
+                for layer in chosen:
+                    model.layers_output[layer][:, where] += shift
+            steered = model.logits[0, -1].log_softmax(-1).save()
+    texts = model.tokenizer.batch_decode(tracer.result, skip_special_tokens=True)
+    return SteeringResult(baseline, steered, coefficient, chosen, tokens, (texts[0], texts[1]))

@@ -6,6 +6,8 @@ plain pre-hook on the root module.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -39,7 +41,7 @@ def raw_logits(model, prompt, edit=None, module=None):
         return model._model(**model.tokenizer(prompt, return_tensors="pt")).logits
 
 
-# -- logit lens ---------------------------------------------------------------------------------
+# -- logit lens -----------------------------------------------------------------------------------
 
 
 def test_logit_lens(smollm2, forwards):
@@ -59,7 +61,7 @@ def test_logit_lens(smollm2, forwards):
     assert_clean(smollm2._model)
 
 
-# -- activation patching ---------------------------------------------------------------------------
+# -- activation patching --------------------------------------------------------------------------
 
 
 def test_activation_patching_invariants(smollm2, forwards):
@@ -134,7 +136,7 @@ def test_prompts_of_different_lengths_are_refused(smollm2):
         activation_patching(smollm2, CLEAN, CORRUPTED, " Maryanne Smith", " John")
 
 
-# -- attribution patching ----------------------------------------------------------------------------
+# -- attribution patching -------------------------------------------------------------------------
 
 
 def test_attribution_patching_matches_autograd_and_tracks_activation_patching(smollm2, forwards):
@@ -166,7 +168,7 @@ def test_attribution_patching_matches_autograd_and_tracks_activation_patching(sm
     assert result.plot().data
 
 
-# -- steering ----------------------------------------------------------------------------------------
+# -- steering -------------------------------------------------------------------------------------
 
 
 def test_steering_vector_is_a_difference_of_means(smollm2, forwards):
@@ -194,7 +196,7 @@ def test_love_minus_hate_raises_log_p_love_with_the_coefficient(smollm2):
         curve.append(steered)
     assert steered != baseline
     assert curve[0] == pytest.approx(baseline, abs=1e-4)
-    assert all(later > earlier for earlier, later in zip(curve, curve[1:]))
+    assert all(later > earlier for earlier, later in itertools.pairwise(curve))
 
 
 def test_steer_equals_a_plain_hook_and_generates(smollm2, forwards):

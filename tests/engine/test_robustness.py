@@ -28,7 +28,7 @@ from lenslab import (
     TraceStateError,
 )
 
-from ..conftest import assert_clean
+from ..conftest import assert_clean, hooked
 
 THIS_FILE = __file__
 
@@ -410,3 +410,15 @@ def test_traces_from_two_threads_at_once(net, x):
         assert results == {"0": True, "1": True}
         results.clear()
     assert_clean(net) and assert_clean(other)
+
+
+def test_a_block_after_its_own_submodule_through_a_path_the_source_hides(smollm2):
+    prompt = "The Eiffel Tower is located in the city of"
+    with smollm2.trace(prompt):
+        for block in [smollm2.model.layers[3]]:  # bound in the block: invisible to the scan
+            mlp = block.mlp.output.save()
+            out = block.output.save()
+    layer = smollm2._model.model.layers[3]
+    with hooked({"mlp": layer.mlp, "out": layer}) as truth, torch.no_grad():
+        smollm2._model(**smollm2.tokenizer(prompt, return_tensors="pt"))
+    assert torch.equal(mlp, truth["mlp"]) and torch.equal(out, truth["out"])

@@ -218,3 +218,25 @@ def test_steer_equals_a_plain_hook_and_generates(smollm2, forwards):
     assert generated.texts[0] != generated.texts[1]
     assert all(text.startswith("I think that you are") for text in generated.texts)
     assert generated.plot(smollm2).data
+
+
+def test_a_user_metric_is_normalized_the_same_way(smollm2):
+    mary = smollm2.tokenizer.encode(" Mary")[0]
+
+    def probability_of_mary(logits):
+        return logits[:, -1].softmax(-1)[:, mary]
+
+    result = activation_patching(
+        smollm2,
+        CLEAN,
+        CORRUPTED,
+        " Mary",
+        " John",
+        components=["resid"],
+        positions=[len(smollm2.tokenizer(CLEAN).input_ids) - 1],
+        metric=probability_of_mary,
+        progress=False,
+    )
+    clean_p = float(raw_logits(smollm2, CLEAN)[0, -1].softmax(-1)[mary])
+    assert result.clean_metric == pytest.approx(clean_p, rel=1e-4)
+    assert float(result.scores["resid"][-1, 0]) == pytest.approx(1.0, abs=1e-4)

@@ -64,7 +64,15 @@ def write_names(frame: FrameType, names: Mapping[str, Any]) -> None:
     """Bind ``names`` in the scope running in ``frame`` before its next line runs."""
     if not names:
         return
-    if _WRITES_THROUGH or not frame.f_code.co_flags & _CO_OPTIMIZED:
+    code = frame.f_code
+    if code.co_flags & _CO_OPTIMIZED:  # a function: names it declared global go to globals
+        local = set(code.co_varnames) | set(code.co_cellvars) | set(code.co_freevars)
+        for name in [n for n in names if n not in local]:
+            frame.f_globals[name] = names[name]
+        names = {n: v for n, v in names.items() if n in local}
+        if not names:
+            return
+    if _WRITES_THROUGH or not code.co_flags & _CO_OPTIMIZED:
         scope = frame.f_locals  # module and class scopes: the real dict; 3.13+: write-through
         for name, value in names.items():
             scope[name] = value

@@ -13,6 +13,7 @@ thread using the same model, passes straight through them.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,8 +23,6 @@ from greenlet import GreenletExit, getcurrent, greenlet
 from torch import nn
 
 if TYPE_CHECKING:
-    from torch.utils.hooks import RemovableHandle
-
     from .mediator import Mediator
 
 Key = tuple[nn.Module, str, int]  # (module, "output" | "input", step; -1 for unstepped)
@@ -64,7 +63,7 @@ class Interleaver:
         self.failure: BaseException | None = None
         self.current: Key | None = None  # the value being handed to bodies right now
         self._run = run.call
-        self._hooks: dict[tuple[nn.Module, str], RemovableHandle] = {}
+        self._hooks: dict[tuple[nn.Module, str], int] = {}
         self._recorded: set[tuple[nn.Module, str]] = set()
         self._seen: set[Key] = set()
         self._observers: dict[tuple[nn.Module, str], list[Callable[[int, Any], None]]] = {}
@@ -80,11 +79,15 @@ class Interleaver:
     def _hook(self, module: nn.Module, kind: str) -> None:
         if (module, kind) in self._hooks:
             return
+        # What register_forward_(pre_)hook does, minus its RemovableHandle (weakrefs, ~2 us a
+        # module on the per-trace path); ids come from a range torch's own counter never reaches.
+        hook_id = next(_hook_ids)
         if kind == "output":
-            handle = module.register_forward_hook(self._on_output)
+            module._forward_hooks[hook_id] = self._on_output
         else:
-            handle = module.register_forward_pre_hook(self._on_input, with_kwargs=True)
-        self._hooks[(module, kind)] = handle
+            module._forward_pre_hooks[hook_id] = self._on_input
+            module._forward_pre_hooks_with_kwargs[hook_id] = True
+        self._hooks[(module, kind)] = hook_id
 
     def _arm_containers(self) -> None:
         """Hook (without keeping values) every module that has submodules.
@@ -117,8 +120,12 @@ class Interleaver:
             mediator.close()
 
     def _remove_hooks(self) -> None:
-        for handle in self._hooks.values():
-            handle.remove()
+        for (module, kind), hook_id in self._hooks.items():
+            if kind == "output":
+                module._forward_hooks.pop(hook_id, None)
+            else:
+                module._forward_pre_hooks.pop(hook_id, None)
+                module._forward_pre_hooks_with_kwargs.pop(hook_id, None)
         self._hooks.clear()
 
     # -- the forward's greenlet -----------------------------------------------------------------
@@ -206,6 +213,8 @@ def end_greenlet(g: greenlet) -> None:
         with contextlib.suppress(GreenletExit):
             g.throw(GreenletExit)
 
+
+_hook_ids = itertools.count(1 << 48)
 
 _container_cache: weakref.WeakKeyDictionary[nn.Module, list[nn.Module]] = (
     weakref.WeakKeyDictionary()

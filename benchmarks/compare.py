@@ -1,0 +1,166 @@
+"""Time lenslab and nnsight against raw Hugging Face, interleaved, and write a markdown table.
+
+Two long-lived worker processes (``worker.py``), one per library, each timing its library and
+raw Hugging Face (plain torch hooks doing the same work) rep by rep. Rounds alternate between
+the workers so both see the same machine conditions. Usage: ``benchmarks/run`` (which builds
+the separate nnsight environment first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CASES = {  # name: (description, reps per round)
+    "no_compute_one": ("30 tiny Linear layers, save 1 value", 200),
+    "no_compute_all": ("30 tiny Linear layers, save all 30", 100),
+    "gpt2_one": ("tiny GPT-2, save one layer", 50),
+    "smol_one": ("SmolLM2, save one layer", 10),
+    "smol_all": ("SmolLM2, save all 30 layers", 10),
+    "smol_edit": ("SmolLM2, in-place edit of an MLP output", 10),
+    "smol_batch8": ("SmolLM2, batch of 8 prompts", 4),
+    "smol_invokes8": ("SmolLM2, 8 invokes in one trace", 4),
+    "smol_generate": ("SmolLM2, 20 greedy tokens, steering every step", 2),
+}
+
+
+class Worker:
+    def __init__(self, python: str, library: str, model_dir: str) -> None:
+        self.library = library
+        self.process = subprocess.Popen(
+            [python, str(HERE / "worker.py"), library, model_dir],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "2"},
+        )
+
+    def run(self, case: str, reps: int = 0, memory_of: str | None = None) -> dict:
+        assert self.process.stdin and self.process.stdout
+        command = {"case": case, "reps": reps}
+        if memory_of:
+            command["memory_of"] = memory_of
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {self.library} worker died on {case}")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.process.stdin:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def median_ms(times: list[float]) -> float:
+    return statistics.median(times) * 1e3
+
+
+def spread(times: list[float]) -> str:
+    q = statistics.quantiles(times, n=4)
+    return f"{q[0] * 1e3:.3g}–{q[2] * 1e3:.3g}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--nnsight-python", default=str(HERE / ".venv-nnsight/bin/python"))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default=str(HERE / "results" / "latest.md"))
+    args = parser.parse_args()
+
+    from lenslab.models import smollm2
+
+    model_dir = str(smollm2.ensure_converted())
+    workers = [Worker(sys.executable, "lenslab", model_dir)]
+    if Path(args.nnsight_python).exists():
+        workers.append(Worker(args.nnsight_python, "nnsight", model_dir))
+    results: dict[str, dict[str, dict[str, list]]] = {}
+    for case, (_, reps) in CASES.items():
+        print(f"[bench] {case}", file=sys.stderr, flush=True)
+        merged: dict[str, dict[str, list]] = {w.library: {"raw": [], "lib": [], "diff": []}
+                                              for w in workers}
+        for _ in range(args.rounds):
+            for worker in workers:  # alternate the libraries round by round
+                answer = worker.run(case, reps)
+                for key in ("raw", "lib"):
+                    merged[worker.library][key] += answer[key]
+                merged[worker.library]["diff"].append(answer["diff"])
+        results[case] = merged
+    for worker in workers:
+        worker.close()
+    memory: dict[str, dict[str, float]] = {}
+    for worker in workers:  # each measurement in a fresh process
+        python = worker.process.args[0]
+        memory[worker.library] = {}
+        for which in ("raw", "lib"):
+            fresh = Worker(python, worker.library, model_dir)
+            memory[worker.library][which] = fresh.run("smol_invokes8", memory_of=which)["mb"]
+            fresh.close()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(report(results, memory, [w.library for w in workers]))
+    print(Path(args.out).read_text())
+
+
+def report(results: dict, memory: dict, libraries: list[str]) -> str:
+    import torch
+    import transformers
+
+    lines = [
+        f"# lenslab benchmarks ({date.today()})",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, "
+        f"{len(__import__('os').sched_getaffinity(0))} cores, Python "
+        f"{platform.python_version()}, torch {torch.__version__}, transformers "
+        f"{transformers.__version__}; torch threads 2. Medians (interquartile range) in ms; "
+        "each library's ratio is against raw Hugging Face with plain torch hooks doing the same "
+        "work, timed rep by rep in the same process; `max |diff|` compares the library's values "
+        "with those hooks' values.",
+        "",
+    ]
+    header = "| case | raw HF + hooks | lenslab | lenslab / raw | max \\|diff\\| |"
+    rule = "|---|---|---|---|---|"
+    if "nnsight" in libraries:
+        header += " nnsight | nnsight / raw | max \\|diff\\| | lenslab / nnsight |"
+        rule += "---|---|---|---|"
+    lines += [header, rule]
+    for case, (description, _) in CASES.items():
+        lens = results[case]["lenslab"]
+        row = (
+            f"| {description} | {median_ms(lens['raw']):.3g} ({spread(lens['raw'])}) "
+            f"| {median_ms(lens['lib']):.3g} ({spread(lens['lib'])}) "
+            f"| {median_ms(lens['lib']) / median_ms(lens['raw']):.3f} | {max(lens['diff']):.1e} |"
+        )
+        if "nnsight" in libraries:
+            nn = results[case]["nnsight"]
+            row += (
+                f" {median_ms(nn['lib']):.3g} ({spread(nn['lib'])}) "
+                f"| {median_ms(nn['lib']) / median_ms(nn['raw']):.3f} | {max(nn['diff']):.1e} "
+                f"| {median_ms(lens['lib']) / median_ms(nn['lib']):.3f} |"
+            )
+        lines.append(row)
+    lines += ["", "Overheads on the no-compute model (library minus raw, medians):", ""]
+    for library in libraries:
+        one = results["no_compute_one"][library]
+        every = results["no_compute_all"][library]
+        per_trace = (median_ms(one["lib"]) - median_ms(one["raw"])) * 1e3
+        per_save = ((median_ms(every["lib"]) - median_ms(every["raw"])) * 1e3 - per_trace) / 29
+        lines.append(f"- {library}: {per_trace:.0f} µs per trace, {per_save:.1f} µs per extra "
+                     "saved value")
+    lines += ["", "Peak memory above the resident baseline, 8 prompts of SmolLM2:", ""]
+    for library in libraries:
+        m = memory[library]
+        lines.append(f"- {library}: 8 invokes {m['lib']:.0f} MB vs raw batch "
+                     f"{m['raw']:.0f} MB (x{m['lib'] / max(m['raw'], 1e-9):.2f})")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -85,8 +85,9 @@ def main() -> None:
     results: dict[str, dict[str, dict[str, list]]] = {}
     for case, (_, reps) in CASES.items():
         print(f"[bench] {case}", file=sys.stderr, flush=True)
-        merged: dict[str, dict[str, list]] = {w.library: {"raw": [], "lib": [], "diff": []}
-                                              for w in workers}
+        merged: dict[str, dict[str, list]] = {
+            w.library: {"raw": [], "lib": [], "diff": []} for w in workers
+        }
         for _ in range(args.rounds):
             for worker in workers:  # alternate the libraries round by round
                 answer = worker.run(case, reps)
@@ -122,7 +123,8 @@ def report(results: dict, memory: dict, libraries: list[str]) -> str:
         f"{transformers.__version__}; torch threads 2. Medians (interquartile range) in ms; "
         "each library's ratio is against raw Hugging Face with plain torch hooks doing the same "
         "work, timed rep by rep in the same process; `max |diff|` compares the library's values "
-        "with those hooks' values.",
+        "with those hooks' values. Rounds alternate between the libraries; other processes on "
+        "the machine widen the ranges, so compare ratios taken in the same run only.",
         "",
     ]
     header = "| case | raw HF + hooks | lenslab | lenslab / raw | max \\|diff\\| |"
@@ -152,13 +154,16 @@ def report(results: dict, memory: dict, libraries: list[str]) -> str:
         every = results["no_compute_all"][library]
         per_trace = (median_ms(one["lib"]) - median_ms(one["raw"])) * 1e3
         per_save = ((median_ms(every["lib"]) - median_ms(every["raw"])) * 1e3 - per_trace) / 29
-        lines.append(f"- {library}: {per_trace:.0f} µs per trace, {per_save:.1f} µs per extra "
-                     "saved value")
+        lines.append(
+            f"- {library}: {per_trace:.0f} µs per trace, {per_save:.1f} µs per extra saved value"
+        )
     lines += ["", "Peak memory above the resident baseline, 8 prompts of SmolLM2:", ""]
     for library in libraries:
         m = memory[library]
-        lines.append(f"- {library}: 8 invokes {m['lib']:.0f} MB vs raw batch "
-                     f"{m['raw']:.0f} MB (x{m['lib'] / max(m['raw'], 1e-9):.2f})")
+        lines.append(
+            f"- {library}: 8 invokes {m['lib']:.0f} MB vs raw batch "
+            f"{m['raw']:.0f} MB (x{m['lib'] / max(m['raw'], 1e-9):.2f})"
+        )
     return "\n".join(lines) + "\n"
 
 

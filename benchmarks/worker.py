@@ -28,8 +28,16 @@ else:
 torch.set_num_threads(2)
 torch.manual_seed(0)
 PROMPT = "The Eiffel Tower is located in the city of"
-PROMPTS = [PROMPT, "When John and Mary went to the shops,", "I think that you are", "Hello",
-           "Once upon a time there was", "The capital of Italy is", "One two three", "Yes"]
+PROMPTS = [
+    PROMPT,
+    "When John and Mary went to the shops,",
+    "I think that you are",
+    "Hello",
+    "Once upon a time there was",
+    "The capital of Italy is",
+    "One two three",
+    "Yes",
+]
 
 # -- models ------------------------------------------------------------------------------------
 
@@ -186,18 +194,30 @@ def smol_generate():
 
 def smol_generate_lib():
     out = []  # nnsight 0.8 keeps values only in containers made outside the block
-    with torch.inference_mode(), smol_lib.generate(PROMPT, max_new_tokens=20,
-                                                    do_sample=False) as tracer:
+    with (
+        torch.inference_mode(),
+        smol_lib.generate(PROMPT, max_new_tokens=20, do_sample=False) as tracer,
+    ):
         for _ in tracer.iter[:20]:  # bounded: nnsight skips code after an open-ended loop
             smol_lib.model.layers[10].output[:] += steering
         out.append(smol_lib.generator.output.save())
     return out
 
 
-CASES = {name: (globals()[name], globals()[name + "_lib"]) for name in (
-    "no_compute_one", "no_compute_all", "gpt2_one", "smol_one", "smol_all", "smol_edit",
-    "smol_batch8", "smol_invokes8", "smol_generate",
-)}
+CASES = {
+    name: (globals()[name], globals()[name + "_lib"])
+    for name in (
+        "no_compute_one",
+        "no_compute_all",
+        "gpt2_one",
+        "smol_one",
+        "smol_all",
+        "smol_edit",
+        "smol_batch8",
+        "smol_invokes8",
+        "smol_generate",
+    )
+}
 
 
 def check(raw_values: list, lib_values: list, name: str) -> float:
@@ -233,6 +253,7 @@ def main() -> None:
         command = json.loads(line)
         raw, lib = CASES[command["case"]]
         if "memory_of" in command:  # a fresh process: nothing cached by earlier cases
+            smol_one()  # page the memory-mapped weights in first: they are not the case's memory
             fn = raw if command["memory_of"] == "raw" else lib
             print(json.dumps({"mb": peak_rss_mb(fn)}), flush=True)
             continue

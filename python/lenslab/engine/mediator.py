@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from ..errors import EditError, ModuleNotCalledError, OutOfOrderError, TraceStateError
+from ..errors import EditError, InputError, ModuleNotCalledError, OutOfOrderError, TraceStateError
 from .interleaver import Interleaver, Key, end_greenlet
 from .saving import OutputTuple
 from .values import check_replacement, splice, tensors_in, view
@@ -36,6 +36,14 @@ def mediator_for(envoy: Envoy, kind: str) -> Mediator:
         for mediator in reversed(stack):
             if mediator.interleaver.root is root:
                 return mediator
+    from .tracer import open_tracer  # only on this error path: tracer imports this module
+
+    tracer = open_tracer(envoy._root)
+    if tracer is not None and tracer._inputs is None and not tracer._pending:
+        raise InputError(
+            f"{envoy._name}.{kind} needs inputs: this trace got none. Pass them to "
+            "model.trace('prompt'), or read values inside tracer.invoke('prompt') blocks."
+        )
     raise TraceStateError(
         f"{envoy._name}.{kind} is only available inside `with model.trace(...)` "
         "(or `model.generate(...)`), and, when the trace uses tracer.invoke(...), inside an "

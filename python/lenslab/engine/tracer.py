@@ -88,7 +88,7 @@ class Tracer:
         self.model = model
         self.method = method
         self.options = options or {}
-        self.result: Any = None
+        self._result: Any = None
         self.saved: list[Any] = []
         self._inputs = (args, kwargs) if args or kwargs else None
         self._scan = scan
@@ -122,7 +122,19 @@ class Tracer:
             )
         self.method, self.options = method, options
         self._flush()
-        return self.result
+        return self._result
+
+    @property
+    def result(self) -> Any:
+        """What the model returned (generation: the token ids); inside the block, waits for it."""
+        if self._inline is not None and not self._inline.interleaver.finished:
+            root = (
+                getattr(self.model, "generator", self.model)
+                if self.method == "generate"
+                else self.model
+            )
+            return root.output
+        return self._result
 
     @property
     def iter(self) -> Steps:
@@ -191,6 +203,11 @@ class Tracer:
     ) -> bool:
         try:
             if error_type is None or error_type is frames.SkipBody:
+                if self._interleaver is None and not self._pending:
+                    raise InputError(
+                        "this trace got no inputs: pass them to model.trace('prompt') or to "
+                        "tracer.invoke('prompt') blocks inside it."
+                    )
                 self._finish_inline()
                 if self._validate:
                     self._run_deferred(list(self._pending), scan=True)
@@ -217,7 +234,7 @@ class Tracer:
         mediator.finish()
         if not interleaver.finished:
             interleaver.resume()
-        self.result = interleaver.result
+        self._result = interleaver.result
         mediator.deactivate()
         self._inline = None
 
@@ -233,7 +250,8 @@ class Tracer:
                 )
             return False
         self._pending.append(Deferred(prepared, block, frames.namespace_of(frame)))
-        frames.skip_body(frame, block.body_line, block.one_line)
+        if not block.empty:  # a body of only `pass` has nothing to skip
+            frames.skip_body(frame, block.body_line, block.one_line)
         return True
 
     def _flush(self) -> None:
@@ -241,7 +259,7 @@ class Tracer:
         pending, self._pending = self._pending, []
         if not pending:
             return
-        self.result = self._run_deferred(pending, scan=self._scan)
+        self._result = self._run_deferred(pending, scan=self._scan)
         written: dict[str, Any] = {}
         for body in pending:
             written.update(

@@ -64,6 +64,8 @@ def tokenize(tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> T
         ids, mask = data, extra.pop("attention_mask", None)
     ids = _as_ids(ids)
     mask = torch.ones_like(ids) if mask is None else _as_mask(mask)
+    if ids.shape[-1] == 0:
+        raise InputError(f"the input has no tokens (an empty prompt?). {_INPUT_HELP}")
     if mask.shape != ids.shape:
         raise InputError(
             f"attention_mask has shape {list(mask.shape)} but input_ids has {list(ids.shape)}."

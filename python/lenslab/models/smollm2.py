@@ -62,12 +62,18 @@ def ensure_converted(progress: bool = True) -> Path:
     model.hf_quantizer = None  # the weights are already plain float tensors
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    # As in the original checkpoint; the GGUF gives no limit (a huge sentinel instead).
+    tokenizer.model_max_length = model.config.max_position_embeddings
+    for key in ("is_local", "local_files_only"):  # load-time bookkeeping, not configuration
+        tokenizer.init_kwargs.pop(key, None)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{_DIRNAME}-", dir=target.parent))
     staging.chmod(0o755)
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        for file in staging.iterdir():
+            file.chmod(0o644)  # some files are written private; keep a shared cache readable
         try:
             staging.rename(target)  # atomic; fails if another process finished first
         except OSError:

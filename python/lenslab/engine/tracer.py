@@ -300,6 +300,7 @@ class Tracer:
         if scan:
             run.call = shapes_only(run.call, self.model._module)
         interleaver = Interleaver(self.model._module, run)
+        self._interleaver = interleaver  # from here on, _close() removes whatever it hooked
         for cache in self._caches:
             cache.attach(interleaver)
         for edit in getattr(self.model, "_edits", ()):

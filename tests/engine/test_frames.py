@@ -20,11 +20,13 @@ spec = importlib.util.spec_from_file_location("frames", sys.argv[1])
 frames = importlib.util.module_from_spec(spec); spec.loader.exec_module(frames)
 
 class Deferred:
-    def __init__(self, names, one_line=False): self.names, self.one_line = names, one_line
+    def __init__(self, names): self.names = names
     def __enter__(self):
         self.frame = sys._getframe(1)
-        frames.skip_body(self.frame, self.frame.f_lineno + 1, one_line=self.one_line)
+        self.restore = frames.skip_body(self.frame, self, self.frame.f_lineno + 1)
+        return self
     def __exit__(self, kind, error, tb):
+        self.restore()
         if kind is frames.SkipBody:
             frames.write_names(self.frame, self.names)
             return True
@@ -33,18 +35,39 @@ ran = []
 
 def in_function():
     x = 1
-    with Deferred({"x": 42, "y": 7}):
+    with Deferred({"x": 42, "y": 7}) as d:
         ran.append("function body")
         x, y = -1, -1  # what the real body binds; lenslab supplies the values
     assert (x, y) == (42, 7), (x, y)
-    with Deferred({"x": 5}, one_line=True): ran.append("one-line body")
-    assert x == 5
+    assert isinstance(d, Deferred), "the as-name is bound"
+    with Deferred({"x": 5}) as one: ran.append("one-line body")
+    assert x == 5 and isinstance(one, Deferred)
     for i in range(3):
         with Deferred({"total": i}):
-            ran.append("loop body")
-            total = -1
+            try:
+                ran.append("loop body that begins with try")
+                total = -1
+            finally:
+                ran.append("its finally")
         assert total == i
+    with Deferred({}):
+        pass
+    box = [None]
+    with Deferred({}) as box[0]:  # a complex target: the stop waits for the body's line
+        ran.append("subscript target")
+    assert isinstance(box[0], Deferred)
+    cell = None
+    def closure():
+        return cell
+    with Deferred({}) as cell:
+        ran.append("cell")
+    assert isinstance(closure(), Deferred)
     return x
+
+def declares_global():
+    global g
+    with Deferred({}) as g:
+        ran.append("global")
 
 class Holder:
     def method(self):
@@ -53,12 +76,27 @@ class Holder:
             z = None
         return z
 
+traced_lines = []
+def local(frame, event, arg):
+    if event == "line":
+        traced_lines.append(frame.f_lineno)
+    return local
+def tracer(frame, event, arg):
+    return local if frame.f_code.co_name == "in_function" else None
+
+sys.settrace(tracer)
 assert in_function() == 5
+assert sys.gettrace() is tracer, "a running tracer survives"
+sys.settrace(None)
+last = in_function.__code__.co_firstlineno + 29  # its `return x`
+assert last in traced_lines, ("the tracer still sees lines after the skips", traced_lines)
+declares_global()
+assert isinstance(g, Deferred)
 assert Holder().method() == "method"
-with Deferred({"w": 3}):
+with Deferred({"w": 3}) as m:
     ran.append("module body")
     w = None
-assert w == 3
+assert w == 3 and isinstance(m, Deferred)
 trace_before = sys.gettrace()
 assert ran == [], ran
 print("ok", sys.version_info[:2], trace_before)

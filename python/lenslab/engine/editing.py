@@ -7,6 +7,7 @@ running; every later trace runs it first, on the whole batch, before its own cod
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ class EditBlock:
     def __init__(self, target: Any) -> None:
         self._target = target
         self._edit: Edit | None = None
+        self._unskip: Callable[[], None] | None = None
 
     def __enter__(self) -> Any:
         frame = sys._getframe(1)
@@ -43,7 +45,7 @@ class EditBlock:
                 "return/yield inside the block."
             )
         self._edit = Edit(block, frames.namespace_of(frame))
-        frames.skip_body(frame, block.body_line, block.one_line)
+        self._unskip = frames.skip_body(frame, self._target, block.body_line)
         return self._target
 
     def __exit__(
@@ -52,6 +54,9 @@ class EditBlock:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> bool:
+        if self._unskip is not None:
+            self._unskip()
+            self._unskip = None
         if error_type is frames.SkipBody and self._edit is not None:
             self._target._edits.append(self._edit)
             return True

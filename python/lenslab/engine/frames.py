@@ -10,9 +10,10 @@ function's fast locals after a trace callback (3.10-3.12) or writes through dire
 
 from __future__ import annotations
 
+import dis
 import sys
-from collections.abc import Mapping
-from types import FrameType
+from collections.abc import Callable, Mapping
+from types import CodeType, FrameType
 from typing import Any
 
 _CO_OPTIMIZED = 0x1
@@ -20,36 +21,76 @@ _WRITES_THROUGH = sys.version_info >= (3, 13)
 
 
 class SkipBody(BaseException):
-    """Raised at the first instruction of a deferred with-body; its ``__exit__`` swallows it."""
+    """Raised where a deferred with-body would start; its ``__exit__`` swallows it."""
 
 
 def _ignore(frame: FrameType, event: str, arg: Any) -> None:
     return None
 
 
-def skip_body(frame: FrameType, body_line: int, one_line: bool) -> None:
-    """Make the with-body about to run in ``frame`` raise SkipBody before its first step.
+_STORES = frozenset({"STORE_FAST", "STORE_NAME", "STORE_GLOBAL", "STORE_DEREF"})
+_targets: dict[tuple[CodeType, int], tuple[bool, str | None, bool]] = {}
 
-    ``body_line`` is the body's first line: stopping there, not earlier, lets the header's
-    ``as name`` binding happen first. A body on the header's own line emits no line event, so
-    there the stop comes at the first instruction instead (and an ``as`` name stays unbound).
+
+def _as_target(code: CodeType, lasti: int) -> tuple[bool, str | None, bool]:
+    """What follows the ``__enter__`` call at ``lasti``: (simple, ``as`` name, name is global).
+
+    ``simple`` means the next instruction is a plain ``POP_TOP`` (no ``as``) or a store to one
+    name, which lenslab can perform itself; anything else (``as (a, b)``, ``as self.x``) is not.
+    """
+    key = (code, lasti)
+    found = _targets.get(key)
+    if found is None:
+        following = next(i for i in dis.get_instructions(code) if i.offset > lasti)
+        if following.opname == "POP_TOP":
+            found = (True, None, False)
+        elif following.opname in _STORES:
+            found = (True, following.argval, following.opname == "STORE_GLOBAL")
+        else:
+            found = (False, None, False)
+        if len(_targets) > 4096:
+            _targets.clear()
+        _targets[key] = found
+    return found
+
+
+def skip_body(frame: FrameType, bound: Any, body_line: int) -> Callable[[], None]:
+    """Make the with-body about to run in ``frame`` raise SkipBody instead of running.
+
+    The stop comes at the very next instruction after ``__enter__`` returns (an opcode event):
+    that instruction lies inside the with-statement's exception handler on every CPython,
+    whereas a body's own first instruction may not (the ``NOP`` of a leading ``try:``). The
+    ``as`` name that instruction would have bound is bound here instead, to ``bound``. For a
+    complex ``as`` target the stop waits for the body's first line (``body_line``).
+
+    CPython turns tracing off when a trace function raises, so the caller's ``__exit__`` must
+    call the returned ``restore``: it puts a debugger's or coverage's tracer back (and, if the
+    stop never fired, removes it).
     """
     previous_global = sys.gettrace()
     previous_local = frame.f_trace
+    start = frame.f_lasti
+    simple, name, is_global = _as_target(frame.f_code, start)
 
     def stop(traced: FrameType, event: str, arg: Any) -> Any:
-        if traced is frame and (
-            (event == "line" and traced.f_lineno >= body_line) or event == "opcode"
-        ):
-            frame.f_trace = previous_local
-            frame.f_trace_opcodes = False
-            sys.settrace(previous_global)
-            raise SkipBody
-        return stop
+        if traced is not frame or traced.f_lasti <= start:
+            return stop
+        if not simple and not (event == "line" and traced.f_lineno >= body_line):
+            return stop
+        restore()
+        if name is not None:  # CPython copies f_locals back into the frame after this callback
+            (traced.f_globals if is_global else traced.f_locals)[name] = bound
+        raise SkipBody
+
+    def restore() -> None:
+        frame.f_trace = previous_local
+        frame.f_trace_opcodes = False
+        sys.settrace(previous_global)
 
     frame.f_trace = stop
-    frame.f_trace_opcodes = one_line
+    frame.f_trace_opcodes = simple
     sys.settrace(previous_global or _ignore)
+    return restore
 
 
 def namespace_of(frame: FrameType) -> dict[str, Any]:
@@ -91,7 +132,8 @@ def write_names(frame: FrameType, names: Mapping[str, Any]) -> None:
         traced.f_locals.update(values)  # CPython copies f_locals back after this callback
         frame.f_trace = previous_local
         sys.settrace(previous_global)
-        return previous_local
+        # The event was meant for the tracer that was there before (a debugger, coverage).
+        return previous_local(traced, event, arg) if previous_local is not None else None
 
     write.lenslab_pending = values  # type: ignore[attr-defined]
     frame.f_trace = write

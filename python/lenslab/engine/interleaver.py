@@ -76,6 +76,12 @@ class Interleaver:
         self._recorded.add((module, kind))
         self._hook(module, kind)
 
+    def watch_all(self) -> None:
+        """Keep every module's input and output: for bodies whose reads cannot be foreseen."""
+        for module in self.root.modules():
+            self.watch(module, "input")
+            self.watch(module, "output")
+
     def _hook(self, module: nn.Module, kind: str) -> None:
         if (module, kind) in self._hooks:
             return

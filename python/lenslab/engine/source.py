@@ -59,10 +59,8 @@ class Block:
     body: CodeType | None  # the body alone, compiled with its own file and line numbers
     assigned: frozenset[str]  # names the body binds
     body_line: int  # first line of the body
-    one_line: bool  # the body sits on the header's line
     header_calls: frozenset[str]  # methods called in the header, e.g. {"backward"}
     grad_names: frozenset[str]  # names whose .grad the body reads or sets
-    empty: bool  # only `pass`, `...` or strings: nothing to run
 
 
 _blocks: dict[tuple[int, int], tuple[CodeType, Block | None]] = {}
@@ -116,17 +114,11 @@ def _find_block(filename: str, line: int) -> Block | None:
         body=_compile_body(best.body, filename),
         assigned=frozenset(_assigned(best.body)),
         body_line=best.body[0].lineno,
-        one_line=best.body[0].lineno == best.lineno,
         header_calls=frozenset(
             node.func.attr
             for item in best.items
             for node in ast.walk(item.context_expr)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-        ),
-        empty=all(
-            isinstance(stmt, ast.Pass)
-            or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
-            for stmt in best.body
         ),
         grad_names=frozenset(
             node.value.id

@@ -99,6 +99,7 @@ class Tracer:
         self._frame: FrameType | None = None
         self._saving: Any = None
         self._caches: list[Cache] = []
+        self._unskip: Callable[[], None] | None = None  # undoes the skip of a deferred body
 
     # -- inside the block ------------------------------------------------------------------
 
@@ -178,6 +179,7 @@ class Tracer:
         if not self._scan:  # a scan needs no weights: a lazy model stays on the meta device
             self.model._ready()
         frame = sys._getframe(1)
+        _refuse_interleaving(self.model, frame)
         self._frame = frame
         self._saving = saving_enabled()
         self.saved = self._saving.__enter__()
@@ -187,7 +189,7 @@ class Tracer:
                 prepared = self.model._prepare(*self._inputs)
                 block = source.block_at(frame)
                 if self._validate:
-                    self._defer(prepared, block, frame, "validate=True")
+                    self._unskip = self._defer(prepared, block, frame, "validate=True", self)
                 else:
                     self._start_inline(prepared, block, frame)
         except BaseException:
@@ -202,6 +204,7 @@ class Tracer:
         traceback: TracebackType | None,
     ) -> bool:
         try:
+            self._restore_tracing()
             if error_type is None or error_type is frames.SkipBody:
                 if self._interleaver is None and not self._pending:
                     raise InputError(
@@ -223,6 +226,8 @@ class Tracer:
         interleaver = self._new_interleaver(run, scan=self._scan)
         if block is not None:
             self._watch(interleaver, block, _lookup(frame))
+        else:  # no source to tell what the body reads: keep everything, so any order works
+            interleaver.watch_all()
         self._interleaver = interleaver
         self._inline = Mediator(interleaver, run.rows[0])
 
@@ -240,19 +245,28 @@ class Tracer:
 
     # -- deferred bodies ---------------------------------------------------------------------------
 
-    def _defer(self, prepared: Any, block: Block | None, frame: FrameType, what: str) -> bool:
-        """Skip the body starting in ``frame`` and queue it; False when it has no source."""
+    def _defer(
+        self, prepared: Any, block: Block | None, frame: FrameType, what: str, bound: Any
+    ) -> Callable[[], None] | None:
+        """Skip the body starting in ``frame`` (``as`` binds ``bound``) and queue it.
+
+        Returns what the block's ``__exit__`` must call to undo the skip (see
+        ``frames.skip_body``), or None when the body has no source and must run inline.
+        """
         if block is None or block.body is None:
             if what == "validate=True":
                 raise TraceStateError(
                     "validate=True runs the block twice (fake tensors first), so it needs the "
                     "block's source: a file or notebook cell, and no return/yield inside."
                 )
-            return False
+            return None
         self._pending.append(Deferred(prepared, block, frames.namespace_of(frame)))
-        if not block.empty:  # a body of only `pass` has nothing to skip
-            frames.skip_body(frame, block.body_line, block.one_line)
-        return True
+        return frames.skip_body(frame, bound, block.body_line)
+
+    def _restore_tracing(self) -> None:
+        if self._unskip is not None:
+            self._unskip()
+            self._unskip = None
 
     def _flush(self) -> None:
         """Run the pending bodies inside one batched forward, then bind their names here."""
@@ -330,6 +344,7 @@ class Tracer:
         return watched
 
     def _close(self) -> None:
+        self._restore_tracing()
         _forget(self)
         if self._inline is not None:
             self._inline.deactivate()
@@ -349,11 +364,13 @@ class Invoker:
         self.tracer = tracer
         self.prepared = tracer.model._prepare(args, kwargs)
         self._inline = False
+        self._unskip: Callable[[], None] | None = None
 
     def __enter__(self) -> Invoker:
         frame = sys._getframe(1)
         block = source.block_at(frame)
-        if not self.tracer._defer(self.prepared, block, frame, "invoke"):
+        self._unskip = self.tracer._defer(self.prepared, block, frame, "invoke", self)
+        if self._unskip is None:
             _warn_no_source()
             self.tracer._flush()
             self.tracer._start_inline(self.prepared, block, frame)
@@ -367,6 +384,9 @@ class Invoker:
         traceback: TracebackType | None,
     ) -> bool:
         tracer = self.tracer
+        if self._unskip is not None:
+            self._unskip()
+            self._unskip = None
         if error_type is frames.SkipBody:
             return True
         if not self._inline:
@@ -387,6 +407,31 @@ def open_tracer(model: Traceable) -> Tracer | None:
         if tracer.model is model:
             return tracer
     return None
+
+
+def _refuse_interleaving(model: Traceable, frame: FrameType) -> None:
+    """Refuse a second trace of ``model`` while another is paused off this call stack.
+
+    Asyncio tasks and generators can suspend a with-block and open another on the same thread.
+    Reads are routed to the innermost open trace of a model, so the suspended one would later
+    read this one's values. A trace opened *inside* another's body (a helper function) is fine.
+    """
+    for other in _open.get(getcurrent(), ()):
+        if other.model._module is model._module and not _on_stack(other._frame, frame):
+            raise TraceStateError(
+                "another trace of this model is open on this thread, suspended outside the "
+                "current call (an asyncio task or a generator paused inside its with-block); "
+                "the two traces' reads could not be told apart. Finish one trace before "
+                "starting the next, or trace from separate threads."
+            )
+
+
+def _on_stack(target: FrameType | None, frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame is target:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _forget(tracer: Tracer) -> None:

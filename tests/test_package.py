@@ -18,7 +18,9 @@ def test_all_lists_exactly_the_public_names():
         "engine",
         "errors",
         "models",
+        "records",
         "tools",
+        "widgets",
     }  # subpackages, reachable but not re-exported API
     assert set(lenslab.__all__) == public | {"__version__"}
     for name in lenslab.__all__:

@@ -89,6 +89,30 @@ def test_activation_patching_invariants(smollm2, forwards):
     assert len(figure.data) == 1 and len(figure.data[0].z) == 30
 
 
+def test_on_batch_reports_each_forward_in_order_with_the_final_scores(smollm2):
+    reports = []
+    result = activation_patching(
+        smollm2,
+        CLEAN,
+        CORRUPTED,
+        " Mary",
+        " John",
+        components=["attn", "resid"],
+        positions=[11, 13],
+        batch_size=7,
+        progress=False,
+        on_batch=lambda jobs, scores: reports.append((jobs, scores.clone())),
+    )
+    assert len(reports) == result.forward_passes - 1
+    jobs = [job for batch, _ in reports for job in batch]
+    expected = [(c, layer, p) for c in ("attn", "resid") for layer in range(30) for p in (11, 13)]
+    assert jobs == expected and all(len(batch) <= 7 for batch, _ in reports)
+    scores = torch.cat([s for _, s in reports])
+    for i, (component, layer, position) in enumerate(jobs):
+        column = [11, 13].index(position)
+        assert float(scores[i]) == pytest.approx(float(result.scores[component][layer, column]))
+
+
 def test_patching_every_position_reproduces_the_clean_run(smollm2):
     result = activation_patching(
         smollm2, CLEAN, CORRUPTED, " Mary", " John", positions="all", progress=False

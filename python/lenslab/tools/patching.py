@@ -73,6 +73,7 @@ def activation_patching(
     metric: Callable[[torch.Tensor], torch.Tensor] | None = None,
     batch_size: int = 32,
     progress: bool = True,
+    on_batch: Callable[[list[tuple[str, int, Any]], torch.Tensor], None] | None = None,
 ) -> PatchingResult:
     """Patch clean activations into the corrupted run, one (component, layer, position) a row.
 
@@ -83,6 +84,8 @@ def activation_patching(
             position at once.
         metric: ``logits (batch, seq, vocab) -> (batch,)``, normalized the same way.
         batch_size: patches per forward pass.
+        on_batch: called after each forward with its ``(component, layer, position)`` jobs and
+            their normalized scores, so a caller can show a sweep filling in as it runs.
     """
     chosen = [c for c in COMPONENTS if c in components]
     if len(chosen) != len(set(components)):
@@ -110,6 +113,10 @@ def activation_patching(
         raw[start : start + len(chunk)] = _patched_run(
             model, corrupted_tokens.ids, chunk, columns, activations, measure
         )
+        if on_batch is not None:
+            done = [(c, layer, columns[column]) for c, layer, column in chunk]
+            chunk_raw = raw[start : start + len(chunk)]
+            on_batch(done, (chunk_raw - corrupted_value) / (clean_value - corrupted_value))
     span = clean_value - corrupted_value
     scores = (raw - corrupted_value) / span
     shaped = scores.view(len(chosen), len(layers), len(columns))

@@ -1,0 +1,230 @@
+// A canvas heatmap: labels, colours, cell text, hover tooltip, click. `update` repaints only
+// the cells whose value or text changed, so live updates never rebuild the view.
+import { h, on } from "./dom";
+
+export interface HeatmapData {
+  rows: string[];
+  cols: string[];
+  values: Float32Array; // rows * cols, NaN = not computed yet
+  text: string[][];
+  hover: string[][];
+  zmin: number | null;
+  zmax: number | null;
+  colors: string; // "blues" | "diverging"
+  selected: number[]; // [row, col] or []
+}
+
+const CELL_H = 16;
+const LEFT = 64;
+const TOP = 84;
+
+export function cellColor(value: number, low: number, high: number, colors: string): string {
+  if (!Number.isFinite(value)) return "#eeeeee";
+  const x = Math.min(1, Math.max(0, (value - low) / (high - low || 1)));
+  if (colors === "diverging") {
+    if (x < 0.5) {
+      const s = 1 - 2 * x;
+      return `rgb(255,${Math.round(255 - 150 * s)},${Math.round(255 - 150 * s)})`;
+    }
+    const s = 2 * x - 1;
+    return `rgb(${Math.round(255 - 190 * s)},${Math.round(255 - 120 * s)},255)`;
+  }
+  return `rgb(${Math.round(255 - 200 * x)},${Math.round(255 - 150 * x)},255)`;
+}
+
+export class HeatmapView {
+  readonly element: HTMLDivElement;
+  private canvas: HTMLCanvasElement;
+  private tip: HTMLDivElement;
+  private data: HeatmapData | null = null;
+  private painted: Float32Array = new Float32Array(0);
+  private cellW = 40;
+  private cleanups: (() => void)[] = [];
+
+  constructor(private onClick: (row: number, col: number) => void) {
+    this.canvas = h("canvas");
+    this.canvas.style.cursor = "pointer";
+    this.tip = h("div", { className: "lenslab-tip" });
+    this.tip.style.display = "none";
+    this.element = h("div", {}, [this.canvas]);
+    document.body.append(this.tip);
+    this.cleanups.push(
+      on(this.canvas, "mousemove", (e) => this.hover(e)),
+      on(this.canvas, "mouseleave", () => (this.tip.style.display = "none")),
+      on(this.canvas, "click", (e) => {
+        const cell = this.cellAt(e);
+        if (cell) this.onClick(cell[0], cell[1]);
+      }),
+    );
+  }
+
+  /** Draw `data`: everything when the shape or labels changed, else only changed cells. */
+  update(data: HeatmapData): void {
+    const old = this.data;
+    this.data = data;
+    const same =
+      old !== null &&
+      old.rows.length === data.rows.length &&
+      old.cols.length === data.cols.length &&
+      old.rows.every((r, i) => r === data.rows[i]) &&
+      old.cols.every((c, i) => c === data.cols[i]) &&
+      old.zmin === data.zmin &&
+      old.zmax === data.zmax &&
+      old.colors === data.colors &&
+      !this.boundsMoved(old, data);
+    if (!same) {
+      this.layout();
+      this.paintAll();
+      return;
+    }
+    const ctx = this.canvas.getContext("2d");
+    if (!ctx) return;
+    const cols = data.cols.length;
+    for (let i = 0; i < data.values.length; i++) {
+      const r = Math.floor(i / cols);
+      const c = i % cols;
+      const changed =
+        !Object.is(this.painted[i], data.values[i]) ||
+        (data.text[r]?.[c] ?? "") !== (old.text[r]?.[c] ?? "");
+      if (changed) this.paintCell(ctx, r, c);
+    }
+    this.paintSelection(ctx, old.selected);
+    this.painted = data.values.slice();
+  }
+
+  /** Remove every listener and the tooltip. */
+  dispose(): void {
+    for (const cleanup of this.cleanups) cleanup();
+    this.tip.remove();
+  }
+
+  private boundsMoved(old: HeatmapData, data: HeatmapData): boolean {
+    if (data.zmin !== null && data.zmax !== null) return false;
+    const [a, b] = bounds(old);
+    const [c, d] = bounds(data);
+    return a !== c || b !== d;
+  }
+
+  private layout(): void {
+    const data = this.data!;
+    const hasText = data.text.some((row) => row.some((t) => t));
+    this.cellW = hasText ? 56 : 34;
+    const ratio = window.devicePixelRatio || 1;
+    const width = LEFT + this.cellW * data.cols.length + 8;
+    const height = TOP + CELL_H * data.rows.length + 4;
+    this.canvas.width = width * ratio;
+    this.canvas.height = height * ratio;
+    this.canvas.style.width = `${width}px`;
+    this.canvas.style.height = `${height}px`;
+    this.canvas.getContext("2d")?.setTransform(ratio, 0, 0, ratio, 0, 0);
+  }
+
+  private paintAll(): void {
+    const data = this.data!;
+    this.count("fullPaints");
+    const ctx = this.canvas.getContext("2d");
+    if (!ctx) return;
+    ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    ctx.fillStyle = "#333";
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.textBaseline = "middle";
+    ctx.textAlign = "right";
+    data.rows.forEach((label, r) => ctx.fillText(label, LEFT - 4, TOP + r * CELL_H + CELL_H / 2));
+    data.cols.forEach((label, c) => {
+      ctx.save();
+      ctx.translate(LEFT + c * this.cellW + this.cellW / 2, TOP - 4);
+      ctx.rotate(-Math.PI / 4);
+      ctx.textAlign = "left";
+      ctx.fillText(label.length > 18 ? `${label.slice(0, 17)}…` : label, 0, 0);
+      ctx.restore();
+    });
+    for (let r = 0; r < data.rows.length; r++) {
+      for (let c = 0; c < data.cols.length; c++) this.paintCell(ctx, r, c);
+    }
+    this.paintSelection(ctx, []);
+    this.painted = data.values.slice();
+  }
+
+  /** Counters in data-* attributes, so a browser test can see that updates stay partial. */
+  private count(name: "fullPaints" | "cellPaints"): void {
+    this.element.dataset[name] = String(Number(this.element.dataset[name] ?? 0) + 1);
+  }
+
+  private paintCell(ctx: CanvasRenderingContext2D, r: number, c: number): void {
+    const data = this.data!;
+    this.count("cellPaints");
+    const [low, high] = bounds(data);
+    const value = data.values[r * data.cols.length + c];
+    const x = LEFT + c * this.cellW;
+    const y = TOP + r * CELL_H;
+    ctx.fillStyle = cellColor(value, low, high, data.colors);
+    ctx.fillRect(x, y, this.cellW - 1, CELL_H - 1);
+    const text = data.text[r]?.[c];
+    if (text) {
+      const x01 = (value - low) / (high - low || 1);
+      ctx.fillStyle = x01 > 0.6 ? "#fff" : "#222";
+      ctx.font = "10px system-ui, sans-serif";
+      ctx.textAlign = "center";
+      ctx.textBaseline = "middle";
+      const shown = text.length > 8 ? `${text.slice(0, 7)}…` : text;
+      ctx.fillText(shown, x + this.cellW / 2, y + CELL_H / 2);
+    }
+  }
+
+  private paintSelection(ctx: CanvasRenderingContext2D, previous: number[]): void {
+    const data = this.data!;
+    if (previous.length === 2) this.paintCell(ctx, previous[0], previous[1]);
+    if (data.selected.length !== 2) return;
+    const [r, c] = data.selected;
+    ctx.strokeStyle = "#111";
+    ctx.lineWidth = 2;
+    ctx.strokeRect(LEFT + c * this.cellW + 1, TOP + r * CELL_H + 1, this.cellW - 3, CELL_H - 3);
+  }
+
+  private cellAt(event: MouseEvent): [number, number] | null {
+    const data = this.data;
+    if (!data) return null;
+    const box = this.canvas.getBoundingClientRect();
+    const c = Math.floor((event.clientX - box.left - LEFT) / this.cellW);
+    const r = Math.floor((event.clientY - box.top - TOP) / CELL_H);
+    if (r < 0 || c < 0 || r >= data.rows.length || c >= data.cols.length) return null;
+    return [r, c];
+  }
+
+  private hover(event: MouseEvent): void {
+    const cell = this.cellAt(event);
+    const data = this.data;
+    if (!cell || !data) {
+      this.tip.style.display = "none";
+      return;
+    }
+    const [r, c] = cell;
+    const value = data.values[r * data.cols.length + c];
+    const extra = data.hover[r]?.[c];
+    const shown = Number.isFinite(value) ? value.toFixed(3) : "not computed";
+    this.tip.textContent = `${data.rows[r]}, ${data.cols[c]}: ${shown}${extra ? `\n${extra}` : ""}`;
+    this.tip.style.display = "block";
+    this.tip.style.left = `${event.clientX + 12}px`;
+    this.tip.style.top = `${event.clientY + 12}px`;
+  }
+}
+
+/** Colour range: zmin/zmax where given, else the data's own (symmetric when diverging). */
+export function bounds(data: HeatmapData): [number, number] {
+  let low = Infinity;
+  let high = -Infinity;
+  for (const v of data.values) {
+    if (Number.isFinite(v)) {
+      low = Math.min(low, v);
+      high = Math.max(high, v);
+    }
+  }
+  if (!Number.isFinite(low)) [low, high] = [0, 1];
+  low = data.zmin ?? low;
+  high = data.zmax ?? high;
+  if (data.colors === "diverging") {
+    const edge = Math.max(Math.abs(low), Math.abs(high)) || 1;
+    return [-edge, edge];
+  }
+  return [low, high > low ? high : low + 1];
+}

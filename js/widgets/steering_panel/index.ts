@@ -1,0 +1,98 @@
+// SteeringPanel: layers and a coefficient slider (debounced); baseline and steered side by side.
+import { type RenderProps, type BaseTraits, listen } from "../shared/anywidget";
+import { Chips } from "../shared/chips";
+import { debounce, h, mount, on } from "../shared/dom";
+
+interface Traits extends BaseTraits {
+  prompt: string;
+  num_layers: number;
+  layers: number[];
+  coefficient: number;
+  low: number;
+  high: number;
+  source: string;
+  baseline: string;
+  steered: string;
+  runs: number;
+}
+
+const DEBOUNCE_MS = 350;
+
+function render({ model, el }: RenderProps<Traits>): () => void {
+  const root = mount(el);
+  const slider = h("input");
+  slider.type = "range";
+  slider.step = "0.1";
+  slider.style.width = "260px";
+  const value = h("code", { className: "lenslab-code" });
+  const busy = h("span");
+  const error = h("div", { className: "lenslab-error" });
+  const layers = new Chips((chosen) => {
+    model.set("layers", chosen);
+    model.save_changes();
+  }, model.get("layers"));
+  const baseline = h("div", { className: "lenslab-text" });
+  const steered = h("div", { className: "lenslab-text" });
+  const steeredTitle = h("b");
+  baseline.dataset.role = "baseline";
+  steered.dataset.role = "steered";
+  root.append(
+    h("div", { className: "lenslab-title", text: "Steering" }),
+    h("div", { className: "lenslab-muted", text: `vector: ${model.get("source")}` }),
+    h("div", { className: "lenslab-row" }, [h("b", { text: "Layers" })]),
+    layers.element,
+    h("div", { className: "lenslab-row" }, [h("b", { text: "Coefficient" }), slider, value, busy]),
+    error,
+    h("div", { className: "lenslab-columns" }, [
+      h("div", {}, [h("b", { text: "baseline" }), baseline]),
+      h("div", {}, [steeredTitle, steered]),
+    ]),
+  );
+
+  const send = debounce((coefficient: number) => {
+    model.set("coefficient", coefficient);
+    model.save_changes();
+  }, DEBOUNCE_MS);
+
+  const draw = (): void => {
+    slider.min = String(model.get("low"));
+    slider.max = String(model.get("high"));
+    slider.value = String(model.get("coefficient"));
+    value.textContent = model.get("coefficient").toFixed(1);
+    layers.setLabels([...Array(model.get("num_layers")).keys()].map(String));
+    layers.setChosen(model.get("layers"));
+    baseline.textContent = model.get("baseline");
+    steered.textContent = model.get("steered");
+    steeredTitle.textContent = `steered (×${model.get("coefficient").toFixed(1)})`;
+    root.dataset.runs = String(model.get("runs"));
+  };
+  const drawBusy = (): void => {
+    busy.className = model.get("busy") ? "lenslab-busy" : "";
+    busy.textContent = model.get("busy") ? "generating…" : "";
+    error.textContent = model.get("error");
+  };
+
+  const cleanups = [
+    on(slider, "input", () => {
+      value.textContent = Number(slider.value).toFixed(1);
+      busy.className = "lenslab-busy";
+      busy.textContent = "waiting…";
+      send.call(Number(slider.value));
+    }),
+    listen(
+      model,
+      "change:coefficient change:layers change:baseline change:steered change:runs change:low change:high",
+      draw,
+    ),
+    listen(model, "change:busy change:error", drawBusy),
+  ];
+  draw();
+  drawBusy();
+  return () => {
+    send.cancel();
+    cleanups.forEach((cleanup) => cleanup());
+    layers.dispose();
+  };
+}
+
+export default { render };

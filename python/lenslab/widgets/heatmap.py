@@ -1,0 +1,107 @@
+"""Heatmap: a live layers x tokens grid drawn on a canvas; rows fill in as values arrive.
+
+Values travel as one float32 binary buffer (NaN = not computed yet). The front end repaints
+only the cells that changed, so a trace or sweep can update it row by row while it runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import traitlets as t
+
+from ..records import Grid
+from ._base import LensWidget, bundle, from_bytes, to_bytes
+from ._html import render_grid
+
+
+class Heatmap(LensWidget):
+    """A grid of ``rows`` x ``cols``; ``set_row`` / ``set_cell`` update it in place.
+
+    Example:
+        >>> plot = Heatmap(rows=[f"layer {i}" for i in range(30)], cols=tokens)
+        >>> with model.trace(prompt):
+        ...     for i in range(30):
+        ...         plot.set_row(i, model.layers_output[i][0].norm(dim=-1))
+    """
+
+    _esm = bundle("heatmap")
+    title = t.Unicode("").tag(sync=True)
+    rows = t.List(t.Unicode()).tag(sync=True)
+    cols = t.List(t.Unicode()).tag(sync=True)
+    values = t.Bytes(b"").tag(sync=True)
+    text = t.List(t.List(t.Unicode())).tag(sync=True)
+    hover = t.List(t.List(t.Unicode())).tag(sync=True)
+    zmin = t.Float(None, allow_none=True).tag(sync=True)
+    zmax = t.Float(None, allow_none=True).tag(sync=True)
+    colors = t.Unicode("blues").tag(sync=True)
+    selected = t.List(t.Int()).tag(sync=True)  # [row, col] of the last clicked cell
+
+    def __init__(self, rows: list[str], cols: list[str], **kwargs: Any) -> None:
+        empty = np.full((len(rows), len(cols)), np.nan, dtype="<f4")
+        kwargs.setdefault("values", to_bytes(empty))
+        super().__init__(rows=list(rows), cols=list(cols), **kwargs)
+
+    @property
+    def array(self) -> np.ndarray:
+        """The current values, ``(rows, cols)`` float32 (NaN where not computed)."""
+        return from_bytes(self.values, (len(self.rows), len(self.cols)))
+
+    def set_row(
+        self,
+        row: int,
+        values: Any,
+        text: list[str] | None = None,
+        hover: list[str] | None = None,
+    ) -> None:
+        """Replace row ``row`` (a 1-D array or tensor of ``len(cols)`` values)."""
+        array = self.array
+        array[row] = _numpy(values).reshape(-1)
+        with self.hold_sync():
+            if text is not None:
+                self.text = _replace(self.text, row, text, array.shape)
+            if hover is not None:
+                self.hover = _replace(self.hover, row, hover, array.shape)
+            self.values = to_bytes(array)
+
+    def set_cell(self, row: int, col: int, value: float) -> None:
+        array = self.array
+        array[row, col] = value
+        self.values = to_bytes(array)
+
+    def set_all(self, values: Any) -> None:
+        self.values = to_bytes(_numpy(values).reshape(len(self.rows), len(self.cols)))
+
+    def record(self) -> Grid:
+        values = [[None if np.isnan(v) else float(v) for v in row] for row in self.array]
+        return Grid(
+            self.title,
+            list(self.rows),
+            list(self.cols),
+            values,
+            [list(r) for r in self.text],
+            [list(r) for r in self.hover],
+            self.zmin,
+            self.zmax,
+            self.colors,
+        )
+
+    def to_html(self) -> str:
+        return render_grid(self.record())
+
+
+def _numpy(values: Any) -> np.ndarray:
+    if hasattr(values, "detach"):
+        values = values.detach().float().cpu().numpy()
+    return np.asarray(values, dtype="<f4")
+
+
+def _replace(
+    table: list[list[str]], row: int, new: list[str], shape: tuple[int, ...]
+) -> list[list[str]]:
+    """A copy of ``table`` (padded to ``shape`` with empty strings) with one row replaced."""
+    rows, cols = shape
+    copy = [list(r) for r in table] if table else [[""] * cols for _ in range(rows)]
+    copy[row] = list(new)
+    return copy

@@ -1,0 +1,87 @@
+"""LayerPicker: choose layers, a component and token positions against the model's own tokens."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import traitlets as t
+
+from ..records import COMPONENT_VIEWS, Selection
+from ._base import LensWidget, bundle
+
+
+class LayerPicker(LensWidget):
+    """Click layers (shift-click for a range), a component, and the prompt's tokens.
+
+    ``value`` is a Selection: ``value.read(model)`` inside a trace, or its keywords for the
+    toolkit (``activation_patching(..., **picker.value.patching_kwargs())``).
+    """
+
+    _esm = bundle("layer_picker")
+    num_layers = t.Int(0).tag(sync=True)
+    tokens = t.List(t.Unicode()).tag(sync=True)
+    layers = t.List(t.Int()).tag(sync=True)
+    component = t.Unicode("resid").tag(sync=True)
+    positions = t.List(t.Int()).tag(sync=True)
+
+    def __init__(
+        self,
+        model: Any,
+        prompt: str,
+        *,
+        layers: list[int] | None = None,
+        component: str = "resid",
+        positions: list[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        ids = model.tokenizer(prompt)["input_ids"]
+        tokens = [model.tokenizer.decode(int(i)) for i in ids]
+        super().__init__(
+            num_layers=int(model.num_layers),
+            tokens=tokens,
+            layers=[model.num_layers // 2] if layers is None else layers,
+            component=component,
+            positions=[len(tokens) - 1] if positions is None else positions,
+            **kwargs,
+        )
+
+    @property
+    def value(self) -> Selection:
+        return Selection(tuple(self.layers), self.component, tuple(self.positions))
+
+    @t.validate("layers")
+    def _valid_layers(self, proposal: Any) -> list[int]:
+        return _indices(proposal["value"], self.num_layers, "layer")
+
+    @t.validate("positions")
+    def _valid_positions(self, proposal: Any) -> list[int]:
+        return _indices(proposal["value"], len(self.tokens), "position")
+
+    @t.validate("component")
+    def _valid_component(self, proposal: Any) -> str:
+        if proposal["value"] not in COMPONENT_VIEWS:
+            raise t.TraitError(
+                f"component must be one of {sorted(COMPONENT_VIEWS)}, got {proposal['value']!r}"
+            )
+        return str(proposal["value"])
+
+    def to_html(self) -> str:
+        tokens = "".join(
+            f"<span style='padding:1px 3px;margin:1px;border:1px solid #aaa;"
+            f"{'background:#cde' if i in self.positions else ''}'>{html.escape(tok)}</span>"
+            for i, tok in enumerate(self.tokens)
+        )
+        return (
+            f"<div style='font:12px system-ui'>layers {self.layers}, component "
+            f"<b>{self.component}</b>, positions {self.positions}<br>{tokens}</div>"
+        )
+
+
+def _indices(values: list[int], size: int, what: str) -> list[int]:
+    """Sorted, unique, non-negative; negative indices count from the end, as in Python."""
+    chosen = sorted({v + size if v < 0 else v for v in values})
+    bad = [v for v in chosen if not 0 <= v < size]
+    if bad:
+        raise t.TraitError(f"{what}s {bad} out of range: there are {size} ({what} 0-{size - 1})")
+    return chosen

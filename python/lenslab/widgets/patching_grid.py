@@ -1,0 +1,200 @@
+"""PatchingGrid: click a (layer, token) cell to run that one activation patch; run the full
+sweep with a button and watch the grid fill in batch by batch."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import traitlets as t
+
+from ..records import COMPONENT_VIEWS, PatchOutcome, TopToken
+from ._base import bundle
+from ._html import render_grid
+from ._protocol import Request
+from .heatmap import Heatmap
+
+
+class PatchingGrid(Heatmap):
+    """Layers x positions of an activation-patching sweep of one component (resid/attn/mlp).
+
+    Scores are normalized as in ``activation_patching``: 1 = the clean logit difference
+    (``answer`` minus ``wrong``) fully restored, 0 = no effect. ``detail`` holds the last
+    clicked cell's PatchOutcome: top-k next tokens for clean, corrupted and patched runs.
+
+    Example:
+        >>> grid = PatchingGrid(model, clean, corrupted, " Mary", " John")
+        >>> grid.patch(20, 13).patched[0].token      # what clicking cell (20, 13) shows
+    """
+
+    _esm = bundle("patching_grid")
+    component = t.Unicode("resid").tag(sync=True)
+    detail = t.Dict().tag(sync=True)
+    progress = t.Float(0.0).tag(sync=True)
+    summary = t.Unicode("").tag(sync=True)
+
+    def __init__(
+        self,
+        model: Any,
+        clean: str,
+        corrupted: str,
+        answer: str | int,
+        wrong: str | int,
+        *,
+        component: str = "resid",
+        top_k: int = 5,
+        result: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        import torch
+
+        from ..tools.patching import clean_and_corrupted, logit_difference
+
+        if component not in COMPONENT_VIEWS:
+            raise ValueError(f"component must be one of {sorted(COMPONENT_VIEWS)}")
+        self._prompts = (clean, corrupted)
+        clean, corrupted = clean_and_corrupted(model, clean, corrupted)
+        self._model, self._clean, self._corrupted = model, clean, corrupted
+        self._answer, self._wrong, self._top_k = answer, wrong, top_k
+        self._measure = logit_difference(model, answer, wrong)
+        view = COMPONENT_VIEWS[component]
+        with torch.no_grad(), model.trace() as tracer:
+            with tracer.invoke(clean.ids):
+                layers = getattr(model, view)
+                acts = [layers[i][0].clone() for i in range(model.num_layers)]
+                clean_logits = model.logits.save()
+            with tracer.invoke(corrupted.ids):
+                corrupted_logits = model.logits.save()
+        self._acts = acts
+        self.clean_metric = float(self._measure(clean_logits)[0])
+        self.corrupted_metric = float(self._measure(corrupted_logits)[0])
+        self._clean_top = self._top(clean_logits)
+        self._corrupted_top = self._top(corrupted_logits)
+        cols = [
+            f"{i}: {a!r}" + ("" if a == b else f" / {b!r}")
+            for i, (a, b) in enumerate(zip(clean.text, corrupted.text))
+        ]
+        super().__init__(
+            rows=[f"layer {i}" for i in range(model.num_layers)],
+            cols=cols,
+            component=component,
+            colors="diverging",
+            title=f"Activation patching: {component} ({clean.describe()})",
+            summary=(
+                f"logit diff {answer!r} - {wrong!r}: clean {self.clean_metric:.3f}, "
+                f"corrupted {self.corrupted_metric:.3f}"
+            ),
+            **kwargs,
+        )
+        if result is not None:
+            self.fill(result)
+
+    def fill(self, result: Any) -> None:
+        """Show an ``activation_patching`` result of the same prompts (per-position sweep)."""
+        if result.positions == "all" or self.component not in result.scores:
+            raise ValueError(
+                f"PatchingGrid shows a per-position sweep of {self.component!r}; got positions="
+                f"{result.positions!r}, components {list(result.scores)}"
+            )
+        array = self.array
+        array[:, result.positions] = result.scores[self.component].numpy()
+        self.set_all(array)
+
+    def patch(self, layer: int, position: int) -> PatchOutcome:
+        """Run one patch (clean activation at ``layer``, ``position`` into the corrupted run)."""
+        import torch
+
+        if not (0 <= layer < len(self.rows) and 0 <= position < len(self.cols)):
+            raise IndexError(
+                f"cell ({layer}, {position}) is outside the {len(self.rows)} x "
+                f"{len(self.cols)} grid"
+            )
+        model = self._model
+        with torch.no_grad(), model.trace(self._corrupted.ids):
+            getattr(model, COMPONENT_VIEWS[self.component])[layer][:, position] = self._acts[layer][
+                position
+            ]
+            logits = model.logits.save()
+        span = self.clean_metric - self.corrupted_metric
+        score = (float(self._measure(logits)[0]) - self.corrupted_metric) / span
+        return PatchOutcome(
+            self.component,
+            layer,
+            position,
+            self._clean.text[position],
+            score,
+            self._clean_top,
+            self._corrupted_top,
+            self._top(logits),
+        )
+
+    def sweep(self, batch_size: int | None = None) -> Any:
+        """The full ``activation_patching`` sweep, filling the grid after every batch."""
+        from ..tools import activation_patching
+
+        self.busy, self.progress, self.error = True, 0.0, ""
+        total = len(self.rows) * len(self.cols)
+        done = 0
+
+        def fill(jobs: list[tuple[str, int, Any]], scores: Any) -> None:
+            nonlocal done
+            array = self.array
+            for (_, layer, position), score in zip(jobs, scores.tolist()):
+                array[layer, position] = score
+            done += len(jobs)
+            with self.hold_sync():
+                self.set_all(array)
+                self.progress = done / total
+
+        try:
+            result = activation_patching(
+                self._model,
+                *self._prompts,
+                self._answer,
+                self._wrong,
+                components=[self.component],
+                batch_size=batch_size or len(self.cols),
+                progress=False,
+                on_batch=fill,
+            )
+        finally:
+            self.busy = False
+        return result
+
+    # -- front-end requests ---------------------------------------------------------------------
+
+    def handle_patch(self, request: Request) -> None:
+        self.busy = True
+        outcome = self.patch(int(request["layer"]), int(request["position"]))
+        with self.hold_sync():
+            self.set_cell(outcome.layer, outcome.position, outcome.score)
+            self.selected = [outcome.layer, outcome.position]
+            self.detail = outcome.to_json()
+
+    def handle_sweep(self, _request: Request) -> None:
+        self.sweep()
+
+    def _top(self, logits: Any) -> list[TopToken]:
+        top = logits[0, -1].softmax(-1).topk(self._top_k)
+        decode = self._model.tokenizer.decode
+        return [
+            TopToken(decode(int(i)), int(i), float(p))
+            for p, i in zip(top.values.tolist(), top.indices.tolist())
+        ]
+
+    def to_html(self) -> str:
+        outcome = ""
+        if self.detail:
+            d = self.detail
+            lists = "".join(
+                f"<td style='vertical-align:top'><b>{name}</b><br>"
+                + "<br>".join(f"{html.escape(repr(x['token']))} {x['prob']:.3f}" for x in d[name])
+                + "</td>"
+                for name in ("clean", "corrupted", "patched")
+            )
+            outcome = (
+                f"<p>patched layer {d['layer']}, position {d['position']} "
+                f"({html.escape(repr(d['token']))}): score {d['score']:.3f}</p>"
+                f"<table><tr>{lists}</tr></table>"
+            )
+        return render_grid(self.record()) + f"<p>{html.escape(self.summary)}</p>" + outcome

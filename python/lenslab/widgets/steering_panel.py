@@ -1,0 +1,156 @@
+"""SteeringPanel: a coefficient slider and layer choice; baseline and steered text side by side.
+
+Each change of ``coefficient`` or ``layers`` (the front end debounces the slider) regenerates
+both continuations in one batched generation, with ``busy`` set while it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+from collections.abc import Sequence
+from typing import Any
+
+import traitlets as t
+
+from ._base import LensWidget, bundle
+
+
+class SteeringPanel(LensWidget):
+    """Steer ``prompt`` with a vector from two prompt sets (``positive`` / ``negative``) or a
+    saved tensor (``vector``), at ``layers``, scaled by ``coefficient``.
+
+    ``layers`` defaults to a quarter of the way in, where steering tends to read well. With
+    prompt sets the vector is recomputed at the first chosen layer whenever the layers
+    change; a saved tensor is used as it is.
+
+    Example:
+        >>> SteeringPanel(model, "I think that you are", positive=["I love you"],
+        ...               negative=["I hate you"], layers=8)
+    """
+
+    _esm = bundle("steering_panel")
+    prompt = t.Unicode("").tag(sync=True)
+    num_layers = t.Int(0).tag(sync=True)
+    layers = t.List(t.Int()).tag(sync=True)
+    coefficient = t.Float(1.0).tag(sync=True)
+    low = t.Float(-5.0).tag(sync=True)
+    high = t.Float(5.0).tag(sync=True)
+    source = t.Unicode("").tag(sync=True)
+    baseline = t.Unicode("").tag(sync=True)
+    steered = t.Unicode("").tag(sync=True)
+    runs = t.Int(0).tag(sync=True)  # generations so far: the front end shows the latest
+
+    def __init__(
+        self,
+        model: Any,
+        prompt: str,
+        *,
+        positive: Sequence[str] | None = None,
+        negative: Sequence[str] | None = None,
+        vector: Any = None,
+        layers: int | Sequence[int] | None = None,
+        coefficient: float = 1.0,
+        coefficient_range: tuple[float, float] = (-5.0, 5.0),
+        positions: Any = None,
+        max_new_tokens: int = 20,
+        **kwargs: Any,
+    ) -> None:
+        if (vector is None) == (positive is None or negative is None):
+            raise ValueError("give either positive and negative prompt sets, or a vector")
+        self._model = model
+        self._pairs = (list(positive or []), list(negative or []))
+        self._vector = vector
+        self._vectors: dict[int, Any] = {}
+        self._positions = positions
+        self._max_new_tokens = max_new_tokens
+        self._live = False  # no regeneration per trait while __init__ sets them
+        source = (
+            f"mean({self._pairs[0]}) - mean({self._pairs[1]})"
+            if vector is None
+            else f"saved vector, shape {tuple(vector.shape)}"
+        )
+        super().__init__(
+            prompt=prompt,
+            num_layers=int(model.num_layers),
+            layers=_layers(layers, int(model.num_layers)),
+            coefficient=coefficient,
+            low=coefficient_range[0],
+            high=coefficient_range[1],
+            source=source,
+            **kwargs,
+        )
+        self.regenerate()
+        self._live = True
+
+    def vector_for(self, layer: int) -> Any:
+        """The steering vector used when ``layer`` is the first chosen layer."""
+        if self._vector is not None:
+            return self._vector
+        if layer not in self._vectors:
+            from ..tools import steering_vector
+
+            self._vectors[layer] = steering_vector(self._model, *self._pairs, layer=layer)
+        return self._vectors[layer]
+
+    @t.observe("coefficient", "layers", "prompt")
+    def _changed(self, _change: Any) -> None:
+        if self._live:
+            with contextlib.suppress(Exception):  # already shown in the panel as `error`
+                self.regenerate()
+
+    def regenerate(self) -> None:
+        """Generate baseline and steered continuations for the current settings."""
+        from ..tools import steer
+
+        if not self.layers:
+            self.error = "choose at least one layer"
+            return
+        self.busy, self.error = True, ""
+        try:
+            result = steer(
+                self._model,
+                self.prompt,
+                self.vector_for(self.layers[0]),
+                self.layers,
+                coefficient=self.coefficient,
+                positions=self._positions,
+                max_new_tokens=self._max_new_tokens,
+            )
+            assert result.texts is not None
+            with self.hold_sync():
+                self.baseline, self.steered = result.texts
+                self.runs += 1
+        except Exception as problem:
+            self.error = f"{type(problem).__name__}: {problem}"
+            raise
+        finally:
+            self.busy = False
+
+    @t.validate("layers")
+    def _valid_layers(self, proposal: Any) -> list[int]:
+        chosen = sorted({int(v) for v in proposal["value"]})
+        bad = [v for v in chosen if not 0 <= v < self.num_layers]
+        if bad:
+            raise t.TraitError(f"layers {bad} out of range 0-{self.num_layers - 1}")
+        return chosen
+
+    def to_html(self) -> str:
+        def column(title: str, text: str) -> str:
+            return (
+                f"<td style='vertical-align:top;padding:4px 8px;width:50%'><b>{title}</b>"
+                f"<div style='white-space:pre-wrap'>{html.escape(text)}</div></td>"
+            )
+
+        return (
+            f"<div style='font:12px system-ui'>Steering at layers {self.layers}, coefficient "
+            f"{self.coefficient:g} ({html.escape(self.source)})<table><tr>"
+            f"{column('baseline', self.baseline)}"
+            f"{column(f'steered (x{self.coefficient:g})', self.steered)}</tr></table></div>"
+        )
+
+
+def _layers(layers: int | Sequence[int] | None, count: int) -> list[int]:
+    if layers is None:
+        return [count // 4]
+    return [layers] if isinstance(layers, int) else list(layers)

@@ -1,0 +1,113 @@
+"""PatchingGrid: a simulated click runs one patch whose top-k equals a plain-hook patch; the
+sweep fills the grid batch by batch and ends equal to activation_patching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lenslab import activation_patching
+from lenslab.widgets import PatchingGrid
+
+from ..conftest import hooked
+from .conftest import front_end_sends
+
+CLEAN = "When John and Mary went to the shops, John gave the bag to"
+CORRUPTED = "When John and Mary went to the shops, Mary gave the bag to"
+
+
+@pytest.fixture(scope="module")
+def grid(smollm2):
+    return PatchingGrid(smollm2, CLEAN, CORRUPTED, " Mary", " John")
+
+
+def plain_patch(model, layer, position):
+    """Clean layer output at ``position`` into the corrupted run, with plain forward hooks."""
+    block = model._model.model.layers[layer]
+    encode = lambda text: model.tokenizer(text, return_tensors="pt")  # noqa: E731
+    with hooked({"b": block}) as clean, torch.no_grad():
+        clean_logits = model._model(**encode(CLEAN)).logits
+
+    def patch(out):
+        out = out.clone()
+        out[:, position] = clean["b"][:, position]
+        return out
+
+    with hooked({"b": block}, edit={"b": patch}), torch.no_grad():
+        patched = model._model(**encode(CORRUPTED)).logits
+    with torch.no_grad():
+        corrupted = model._model(**encode(CORRUPTED)).logits
+    return clean_logits[0, -1], corrupted[0, -1], patched[0, -1]
+
+
+def top(model, logits, k=5):
+    values = logits.softmax(-1).topk(k)
+    return [(model.tokenizer.decode(int(i)), float(p)) for p, i in zip(*values)]
+
+
+def as_pairs(tokens):
+    return [(t["token"], t["prob"]) for t in tokens]
+
+
+def test_a_click_patches_that_cell_like_plain_hooks(grid, smollm2, wire):
+    sent = wire(grid)
+    front_end_sends(grid, {"kind": "patch", "id": 41, "layer": 20, "position": 13})
+    assert sent.custom()[-1] == {"kind": "reply", "id": 41, "ok": True, "error": ""}
+    clean, corrupted, patched = plain_patch(smollm2, 20, 13)
+    detail = grid.detail
+    for name, logits in (("clean", clean), ("corrupted", corrupted), ("patched", patched)):
+        expected = top(smollm2, logits)
+        got = as_pairs(detail[name])
+        assert [t for t, _ in got] == [t for t, _ in expected], name
+        np.testing.assert_allclose([p for _, p in got], [p for _, p in expected], atol=1e-4)
+    mary, john = (smollm2.tokenizer.encode(t)[0] for t in (" Mary", " John"))
+    diff = lambda logits: float(logits[mary] - logits[john])  # noqa: E731
+    score = (diff(patched) - diff(corrupted)) / (diff(clean) - diff(corrupted))
+    assert detail["score"] == pytest.approx(score, abs=1e-3)
+    assert grid.array[20, 13] == pytest.approx(score, abs=1e-3)
+    assert grid.selected == [20, 13]
+    assert np.isnan(grid.array[19, 13])  # only that cell was computed
+
+
+def test_a_bad_request_is_answered_with_an_error(grid, wire):
+    sent = wire(grid)
+    front_end_sends(grid, {"kind": "patch", "id": 5, "layer": 30, "position": 0})
+    reply = sent.custom()[-1]
+    assert reply["id"] == 5 and not reply["ok"] and "outside the 30 x 14 grid" in reply["error"]
+    assert "outside" in grid.error and not grid.busy
+    front_end_sends(grid, {"kind": "nonsense", "id": 6})
+    assert sent.custom()[-1]["error"] == "unknown request 'nonsense'"
+
+
+def test_the_sweep_button_fills_the_grid_progressively(grid, smollm2, wire):
+    sent = wire(grid)
+    front_end_sends(grid, {"kind": "sweep", "id": 9})
+    assert sent.custom()[-1]["ok"]
+    updates = sent.updates("values")
+    assert len(updates) == 30  # one forward (one layer's row of 14 patches) at a time
+    filled = [
+        int(np.isfinite(np.frombuffer(bytes(buffers[0]), "<f4")).sum()) for _, buffers in updates
+    ]
+    assert filled == sorted(filled) and filled[-1] == 30 * 14 and filled[0] <= 15
+    progress = [m["state"]["progress"] for m, _ in sent.updates("progress")]
+    assert progress[-1] == 1.0 and progress == sorted(progress)
+    columns = [9, 12, 13]
+    result = activation_patching(
+        smollm2,
+        CLEAN,
+        CORRUPTED,
+        " Mary",
+        " John",
+        components=["resid"],
+        positions=columns,
+        batch_size=90,
+        progress=False,
+    )
+    np.testing.assert_allclose(grid.array[:, columns], result.scores["resid"].numpy(), atol=1e-4)
+    assert np.abs(grid.array[:, :9]).max() == 0  # identical prefix: patching changes nothing
+    again = PatchingGrid(smollm2, CLEAN, CORRUPTED, " Mary", " John", result=result)
+    np.testing.assert_allclose(again.array[:, columns], grid.array[:, columns], atol=1e-6)
+    assert np.isnan(again.array[:, 0]).all()
+    html = grid._repr_mimebundle_()[0]["text/html"]
+    assert html.count("<td") >= 30 * 14

@@ -19,6 +19,8 @@ def test_all_lists_exactly_the_public_names():
         "errors",
         "models",
         "records",
+        "remote",
+        "server",
         "tools",
         "widgets",
     }  # subpackages, reachable but not re-exported API

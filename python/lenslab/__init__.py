@@ -16,6 +16,7 @@ from .errors import (
 )
 from .models.language import LanguageModel
 from .models.module import NNsight
+from .remote import CONFIG
 from .tools import (
     activation_patching,
     attribution_patching,
@@ -27,6 +28,7 @@ from .tools import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CONFIG",
     "EditError",
     "InputError",
     "LanguageModel",

@@ -24,7 +24,7 @@ from ..engine.tracer import Tracer, open_tracer
 from ..errors import InputError
 from .inputs import TokenInputs, batch, position_ids, tokenize
 from .loading import checkpoint_path, load_config, load_model, load_tokenizer, meta_model
-from .module import NNsight, require_local
+from .module import NNsight
 from .standard import Indexed, Layout, LayoutError, check_shapes, find_layout
 
 
@@ -231,7 +231,10 @@ class LanguageModel(NNsight):
         ``tracer.invoke(...)`` blocks (seed 1's form), it runs those invokes as one
         generation and returns the ids.
         """
-        require_local(kwargs.pop("remote", False))
+        if kwargs.pop("remote", False) and not self._hosted:
+            from ..remote.tracer import RemoteTracer
+
+            return RemoteTracer(self, "generate", args, kwargs)
         inputs = {k: kwargs.pop(k) for k in ("input_ids", "attention_mask") if k in kwargs}
         _check_generation_options(self._module, kwargs)
         if not args and not inputs:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -20,6 +20,9 @@ from ..engine.interleaver import Run
 from ..engine.session import Session
 from ..engine.tracer import Tracer
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..remote.tracer import RemoteTracer
 
 
 @dataclass
@@ -49,6 +52,8 @@ class NNsight(Envoy):
         super().__init__(module, "model")
         self._edits: list[Edit] = []
 
+    _hosted = False  # True on a lenslab server, where remote=True means "here"
+
     def trace(
         self,
         *args: Any,
@@ -56,13 +61,17 @@ class NNsight(Envoy):
         validate: bool = False,
         remote: bool = False,
         **kwargs: Any,
-    ) -> Tracer:
+    ) -> Tracer | RemoteTracer:
         """Run the model on these inputs; the with-block reads and edits its internals.
 
         ``validate=True`` (or ``scan=True``) first runs the block on fake tensors, so an edit of
-        the wrong shape fails at its line before any real compute.
+        the wrong shape fails at its line before any real compute. ``remote=True`` runs the
+        block on a lenslab server instead (see lenslab/remote).
         """
-        require_local(remote)
+        if remote and not self._hosted:
+            from ..remote.tracer import RemoteTracer
+
+            return RemoteTracer(self, "trace", args, {**kwargs, **_flag(scan or validate)})
         return Tracer(self, args, kwargs, validate=scan or validate)
 
     def scan(self, *args: Any, **kwargs: Any) -> Tracer:
@@ -72,9 +81,12 @@ class NNsight(Envoy):
         """
         return Tracer(self, args, kwargs, scan=True)
 
-    def session(self, *, remote: bool = False) -> Session:
-        """Group several traces: ``with model.session(): ...``."""
-        require_local(remote)
+    def session(self, *, remote: bool = False) -> Session | RemoteTracer:
+        """Group several traces: ``with model.session(): ...``; remote: all in one request."""
+        if remote and not self._hosted:
+            from ..remote.tracer import RemoteTracer
+
+            return RemoteTracer(self, "session", (), {})
         return Session(self)
 
     def edit(self, *, inplace: bool = False) -> EditBlock:
@@ -128,12 +140,8 @@ class NNsight(Envoy):
         return Run(lambda: module(*args, **kwargs), rows, start)
 
 
-def require_local(remote: bool) -> None:
-    if remote:
-        raise InputError(
-            "remote=True needs a lenslab server, which this version does not include yet; "
-            "run locally (remote=False)."
-        )
+def _flag(validate: bool) -> dict[str, Any]:
+    return {"validate": True} if validate else {}
 
 
 def _same_len(arg_lists: list[tuple[Any, ...]]) -> int:

@@ -3,6 +3,7 @@
 Importing lenslab changes nothing in torch or transformers; hooks exist only while a trace runs.
 """
 
+from ._lab import register_sidebar as _register_sidebar
 from .engine.saving import save
 from .errors import (
     EditError,
@@ -47,3 +48,5 @@ __all__ = [
     "steer",
     "steering_vector",
 ]
+
+_register_sidebar()  # inside a Jupyter kernel only: the lab sidebar's comm target

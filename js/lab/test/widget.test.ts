@@ -1,0 +1,107 @@
+import { IModuleNode } from '../src/protocol';
+import { IViewActions, SidebarView } from '../src/widget';
+
+const model = {
+  name: 'model',
+  cls: 'LlamaForCausalLM',
+  wrapper: 'LanguageModel',
+  params: 134515008,
+  device: 'cpu',
+  dtype: 'float32'
+};
+
+function node(path: string[], children = 0, shape: string | null = null): IModuleNode {
+  return { key: path[path.length - 1], path, cls: 'Module', children, shape };
+}
+
+function fakeActions() {
+  const inserted: string[] = [];
+  const asked: string[][] = [];
+  const actions: IViewActions = {
+    children: async (_, path) => {
+      asked.push(path);
+      return path.length === 0
+        ? [node(['model'], 2), node(['lm_head'], 0, '[1, 2, 49152]')]
+        : [node([...path, 'layers'], 30)];
+    },
+    find: async (_, query) => [node(['model', 'layers', '5', query])],
+    insert: text => inserted.push(text),
+    refresh: () => undefined
+  };
+  return { actions, inserted, asked };
+}
+
+const flush = () => new Promise(resolve => setTimeout(resolve, 0));
+
+describe('SidebarView', () => {
+  it('lists models and keeps a card across refreshes', () => {
+    const { actions } = fakeActions();
+    const view = new SidebarView(actions);
+    expect(view.node.querySelector('.lenslab-empty')?.textContent).toContain('No lenslab');
+    view.setModels([model]);
+    const card = view.node.querySelector('.lenslab-model');
+    expect(card?.textContent).toContain('LanguageModel · LlamaForCausalLM · 134.5M params');
+    view.setModels([{ ...model, device: 'meta' }]);
+    expect(view.node.querySelector('.lenslab-model')).toBe(card);
+    view.setModels([]);
+    expect(view.node.querySelectorAll('.lenslab-model')).toHaveLength(0);
+  });
+
+  it('expands lazily and inserts the clicked path', async () => {
+    const { actions, inserted, asked } = fakeActions();
+    const view = new SidebarView(actions);
+    view.setModels([model]);
+    (view.node.querySelector('.lenslab-model-header') as HTMLElement).click();
+    await flush();
+    expect(asked).toEqual([[]]);
+    const rows = view.node.querySelectorAll('.lenslab-node');
+    expect(rows).toHaveLength(2);
+    expect(rows[1].querySelector('.lenslab-node-shape')?.textContent).toBe('[1, 2, 49152]');
+    (rows[0].querySelector('.lenslab-node-toggle') as HTMLElement).click();
+    await flush();
+    expect(asked).toEqual([[], ['model']]);
+    (view.node.querySelector('[data-path="model.layers"] .lenslab-node-label') as HTMLElement).click();
+    expect(inserted).toEqual(['model.model.layers.output']);
+    expect(view.selectedPath).toBe('model.model.layers.output');
+  });
+
+  it('filters through the kernel', async () => {
+    const { actions, inserted } = fakeActions();
+    const view = new SidebarView(actions);
+    view.setModels([model]);
+    (view.node.querySelector('.lenslab-model-header') as HTMLElement).click();
+    const filter = view.node.querySelector('.lenslab-filter') as HTMLInputElement;
+    filter.value = 'mlp';
+    filter.dispatchEvent(new Event('input'));
+    await flush();
+    const found = view.node.querySelector('.lenslab-found') as HTMLElement;
+    expect(found.hidden).toBe(false);
+    (found.querySelector('.lenslab-node-label') as HTMLElement).click();
+    expect(inserted).toEqual(['model.model.layers[5].mlp.output']);
+  });
+
+  it('shows saved values with a sparkline or a heatmap', () => {
+    const view = new SidebarView(fakeActions().actions);
+    const base = { kind: 'Tensor', dtype: 'float32', min: -1, mean: 0.5, max: 2 };
+    view.setSaved({
+      trace: 2,
+      values: [
+        { ...base, name: 'logits', shape: [1, 49152], spark: [0, 1, 0.5], heat: null },
+        { ...base, name: 'hidden', shape: [1, 4, 576], spark: null, heat: [[1, -1], [0, 2]] },
+        { ...base, name: 'n', kind: 'int = 3', shape: null, dtype: null, min: null, mean: null,
+          max: null, spark: null, heat: null }
+      ]
+    });
+    const rows = view.node.querySelectorAll('.lenslab-saved-row');
+    expect([...rows].map(row => (row as HTMLElement).dataset.name)).toEqual([
+      'logits',
+      'hidden',
+      'n'
+    ]);
+    expect(rows[0].querySelector('.lenslab-sparkline path')?.getAttribute('d')).toMatch(/^M0/);
+    expect(rows[1].querySelectorAll('.lenslab-heatmap rect')).toHaveLength(4);
+    expect(rows[0].querySelector('.lenslab-saved-stats')?.textContent).toBe('-1 / 0.5 / 2');
+    expect(rows[2].textContent).toContain('int = 3');
+    expect(view.node.textContent).toContain('Saved by the last trace (#2)');
+  });
+});

@@ -1,0 +1,70 @@
+"""The sidebar's torch side (lenslab._lab): models, module trees with scanned shapes, values."""
+
+from __future__ import annotations
+
+import torch
+
+from lenslab import NNsight
+from lenslab._lab import TorchInspector, saved_of
+from lenslab.engine import observers
+
+
+def test_describe_children_and_find_on_smollm2(smollm2):
+    inspector = TorchInspector()
+    info = inspector.describe("model", smollm2)
+    assert info == {"name": "model", "cls": "LlamaForCausalLM", "wrapper": "LanguageModel",
+                    "params": 134515008, "device": "cpu", "dtype": "float32"}
+    top = inspector.children(smollm2, [], scan=True)
+    assert [(n["key"], n["cls"]) for n in top] == [("model", "LlamaModel"), ("lm_head", "Linear")]
+    layers = inspector.children(smollm2, ["model", "layers"], scan=True)
+    assert len(layers) == 30 and layers[5]["path"] == ["model", "layers", "5"]
+    assert layers[5]["shape"] == "[1, 2, 576]" and layers[5]["children"] == 4
+    attention = inspector.children(smollm2, ["model", "layers", "5"], scan=False)[0]
+    assert attention["key"] == "self_attn" and attention["shape"].startswith("([1, 2, 576]")
+    found = inspector.find(smollm2, "layers[5].ml", limit=10)
+    assert [n["path"] for n in found][:2] == [["model", "layers", "5", "mlp"],
+                                              ["model", "layers", "5", "mlp", "gate_proj"]]
+
+
+def test_a_tiny_model_has_a_tree_and_no_scan():
+    net = NNsight(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()))
+    nodes = TorchInspector().children(net, [], scan=True)
+    assert [(n["key"], n["shape"], n["children"]) for n in nodes] == [("0", None, 0),
+                                                                       ("1", None, 0)]
+
+
+def test_summaries_are_small_and_json_safe():
+    inspector = TorchInspector()
+    grid = torch.arange(2 * 40 * 100, dtype=torch.float32).reshape(2, 40, 100)
+    summary = inspector.summarize("h", grid)
+    assert summary["shape"] == [2, 40, 100] and summary["dtype"] == "float32"
+    assert (summary["min"], summary["max"]) == (0.0, 7999.0)
+    heat = summary["heat"]
+    assert len(heat) == 16 and {len(row) for row in heat} == {48} and summary["spark"] is None
+    row = inspector.summarize("r", torch.tensor([[1.0, float("nan"), 3.0]]))
+    assert row["spark"] == [1.0, 0.0, 3.0] and row["mean"] == 2.0
+    assert inspector.summarize("n", 5)["kind"] == "int = 5"
+    assert inspector.summarize("m", torch.empty(3, device="meta"))["min"] is None
+
+
+def test_scans_are_not_reported_as_traces():
+    class Closed:
+        def __init__(self, scan: bool) -> None:
+            self._scan, self.saved = scan, [1]
+
+    assert saved_of(Closed(False)) == [1] and saved_of(Closed(True)) is None
+
+
+def test_a_failing_trace_listener_never_breaks_anything():
+    seen = []
+
+    def broken(tracer):
+        raise RuntimeError("boom")
+
+    remove_broken = observers.add_trace_listener(broken)
+    remove_seen = observers.add_trace_listener(seen.append)
+    observers.trace_closed("t")
+    remove_broken()
+    remove_seen()
+    observers.trace_closed("u")
+    assert seen == ["t"]

@@ -30,7 +30,7 @@ def test_every_widget_has_a_front_end():
         "patching_grid": widgets.PatchingGrid,
         "steering_panel": widgets.SteeringPanel,
     }
-    assert NAMES == sorted(classes)
+    assert sorted(classes) == NAMES
     for name, cls in classes.items():
         esm = cls._esm
         if (STATIC / f"{name}.js").is_file():

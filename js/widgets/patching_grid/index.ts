@@ -33,22 +33,32 @@ interface Traits extends HeatmapTraits {
 const PATCH_TIMEOUT_MS = 120_000;
 const SWEEP_TIMEOUT_MS = 1_800_000;
 
-function topList(title: string, tokens: TopToken[]): HTMLDivElement {
+/** One table: rank rows, a clean / corrupted / patched column each (token, probability, bar). */
+function topTable(outcome: Outcome): HTMLTableElement {
+  const names = ["clean", "corrupted", "patched"] as const;
   const table = h("table", { className: "lenslab-topk" });
-  for (const t of tokens) {
-    const bar = h("div", { className: "lenslab-bar" }, [h("div")]);
-    bar.style.width = "80px";
-    (bar.firstChild as HTMLDivElement).style.width = `${Math.round(t.prob * 100)}%`;
-    const row = h("tr", {}, [
-      h("td", { className: "lenslab-code", text: JSON.stringify(t.token) }),
-      h("td", { text: t.prob.toFixed(3) }),
-    ]);
-    row.append(h("td", {}, [bar]));
-    table.append(row);
+  table.append(h("tr", {}, names.map((name) => h("th", { text: name }))));
+  const rows = Math.max(...names.map((name) => outcome[name].length));
+  for (let i = 0; i < rows; i++) {
+    const tr = h("tr");
+    for (const name of names) {
+      const t = outcome[name][i];
+      const td = h("td");
+      td.dataset.list = name;
+      if (t) {
+        const bar = h("div", { className: "lenslab-bar" }, [h("div")]);
+        (bar.firstChild as HTMLDivElement).style.width = `${Math.round(t.prob * 100)}%`;
+        td.append(
+          h("code", { className: "lenslab-token", text: JSON.stringify(t.token) }),
+          ` ${t.prob.toFixed(3)}`,
+          bar,
+        );
+      }
+      tr.append(td);
+    }
+    table.append(tr);
   }
-  const column = h("div", {}, [h("b", { text: title }), table]);
-  column.dataset.list = title;
-  return column;
+  return table;
 }
 
 function render({ model, el }: RenderProps<Traits>): () => void {
@@ -72,9 +82,8 @@ function render({ model, el }: RenderProps<Traits>): () => void {
     summary,
     h("div", { className: "lenslab-row" }, [sweep, bar, status]),
     error,
-    h("div", { className: "lenslab-columns" }, [h("div", {}, [view.element]), detail]),
+    h("div", { className: "lenslab-split" }, [view.element, detail]),
   );
-  (detail.parentElement as HTMLElement).style.alignItems = "flex-start";
 
   const drawDetail = (): void => {
     const d = model.get("detail");
@@ -86,14 +95,7 @@ function render({ model, el }: RenderProps<Traits>): () => void {
       text: `${d.component} at layer ${d.layer}, position ${d.position} (${JSON.stringify(d.token)}): score ${d.score.toFixed(3)}`,
     });
     head.dataset.score = String(d.score);
-    detail.replaceChildren(
-      head,
-      h("div", { className: "lenslab-columns" }, [
-        topList("clean", d.clean),
-        topList("corrupted", d.corrupted),
-        topList("patched", d.patched),
-      ]),
-    );
+    detail.replaceChildren(head, topTable(d as Outcome));
   };
   const drawStatus = (): void => {
     const busy = model.get("busy");

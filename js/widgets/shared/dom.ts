@@ -73,7 +73,15 @@ const CSS = `
 .lenslab-tip { position: fixed; z-index: 10000; pointer-events: none; background: #fffff4;
   border: 1px solid #aa9; padding: 4px 6px; white-space: pre; font: 11px monospace;
   box-shadow: 0 1px 4px rgba(0,0,0,.2); }
-.lenslab-topk td { padding: 0 6px 0 0; }
+.lenslab-split { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
+.lenslab-detail { flex: 1 1 340px; min-width: 340px; border: 1px solid #dde; border-radius: 4px;
+  padding: 6px; }
+.lenslab-topk { border-collapse: collapse; margin-top: 6px; }
+.lenslab-topk th { text-align: left; padding: 0 12px 2px 0; }
+.lenslab-topk td { padding: 2px 12px 2px 0; white-space: nowrap; vertical-align: top; }
+.lenslab-topk .lenslab-bar { width: 100px; height: 4px; margin-top: 2px; }
+.lenslab-token { font-family: var(--jp-code-font-family, monospace); white-space: pre;
+  background: #f3f4f7; padding: 0 3px; border-radius: 3px; }
 `;
 
 /** A root element with the stylesheet; `el` keeps only it. */

@@ -17,6 +17,7 @@ export interface HeatmapData {
 const CELL_H = 16;
 const LEFT = 64;
 const TOP = 84;
+const RIGHT = 90; // room for the last rotated column label
 
 export function cellColor(value: number, low: number, high: number, colors: string): string {
   if (!Number.isFinite(value)) return "#eeeeee";
@@ -38,7 +39,7 @@ export class HeatmapView {
   private tip: HTMLDivElement;
   private data: HeatmapData | null = null;
   private painted: Float32Array = new Float32Array(0);
-  private cellW = 40;
+  private cellW = 30;
   private cleanups: (() => void)[] = [];
 
   constructor(private onClick: (row: number, col: number) => void) {
@@ -71,6 +72,7 @@ export class HeatmapView {
       old.zmin === data.zmin &&
       old.zmax === data.zmax &&
       old.colors === data.colors &&
+      hasText(old) === hasText(data) &&
       !this.boundsMoved(old, data);
     if (!same) {
       this.layout();
@@ -107,10 +109,9 @@ export class HeatmapView {
 
   private layout(): void {
     const data = this.data!;
-    const hasText = data.text.some((row) => row.some((t) => t));
-    this.cellW = hasText ? 56 : 34;
+    this.cellW = hasText(data) ? 56 : 30;
     const ratio = window.devicePixelRatio || 1;
-    const width = LEFT + this.cellW * data.cols.length + 8;
+    const width = LEFT + this.cellW * data.cols.length + RIGHT;
     const height = TOP + CELL_H * data.rows.length + 4;
     this.canvas.width = width * ratio;
     this.canvas.height = height * ratio;
@@ -166,7 +167,11 @@ export class HeatmapView {
       ctx.font = "10px system-ui, sans-serif";
       ctx.textAlign = "center";
       ctx.textBaseline = "middle";
-      const shown = text.length > 8 ? `${text.slice(0, 7)}…` : text;
+      let shown = text;
+      while (shown.length > 1 && ctx.measureText(shown).width > this.cellW - 4) {
+        shown = shown.slice(0, -1);
+      }
+      if (shown !== text) shown = `${shown.slice(0, -1)}…`;
       ctx.fillText(shown, x + this.cellW / 2, y + CELL_H / 2);
     }
   }
@@ -227,4 +232,8 @@ export function bounds(data: HeatmapData): [number, number] {
     return [-edge, edge];
   }
   return [low, high > low ? high : low + 1];
+}
+
+function hasText(data: HeatmapData): boolean {
+  return data.text.some((row) => row.some((t) => t));
 }

@@ -122,7 +122,12 @@ class StepPlot:
 
         self.figure = go.FigureWidget(
             [go.Scatter(x=[], y=[], name=name, mode="lines+markers") for name in series],
-            layout={"title": title, "xaxis_title": "step", "yaxis_title": y_title, "height": 320},
+            layout={
+                "title": title,
+                "xaxis": {"title": {"text": "step"}, "dtick": 1},
+                "yaxis_title": y_title,
+                "height": 320,
+            },
         )
         self.series = list(series)
 

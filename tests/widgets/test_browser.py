@@ -1,0 +1,107 @@
+"""The widgets in a real browser: JupyterLab on 127.0.0.1, headless Chromium, the real SmolLM2.
+
+Starts ``jupyter lab`` (token, free port) on a scratch copy of ui-tests/notebooks/widgets.ipynb
+and runs ui-tests/tests/widgets.spec.ts with Playwright: click a module in the tree, choose
+layers, watch the logit lens fill, move the steering slider, click a patching cell, run the
+sweep. Screenshots land in ui-tests/artifacts/widgets/ (or ``$LENSLAB_ARTIFACTS``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ..lab.test_sidebar_e2e import CHROMIUM, free_port, stop
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "ui-tests" / "notebooks" / "widgets.ipynb"
+SHOTS = (
+    "module_tree",
+    "layer_picker",
+    "logit_lens",
+    "generation_plot",
+    "steering_panel",
+    "patching_grid",
+)
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """JupyterLab serving a scratch folder with widgets.ipynb; yields (url, token)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: scripts/install installs Debian's chromium")
+    if not (ROOT / "node_modules" / "@playwright" / "test").exists():
+        pytest.fail("node_modules is missing: scripts/install (pip install -e .) runs npm")
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(NOTEBOOK, work / "widgets.ipynb")
+    port, token = free_port(), secrets.token_hex(16)
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+        JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
+    )
+    command = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={work}", "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        *(["--allow-root"] if os.geteuid() == 0 else []),
+    ]  # fmt: skip
+    log = (tmp_path / "lab.log").open("w")
+    server = subprocess.Popen(
+        command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("jupyter lab did not start:\n" + (tmp_path / "lab.log").read_text())
+                time.sleep(0.5)
+        yield url, token
+    finally:
+        stop(server)
+        log.close()
+
+
+def test_widgets_in_jupyterlab(lab, tmp_path):
+    url, token = lab
+    default = ROOT / "ui-tests" / "artifacts" / "widgets"
+    artifacts = Path(os.environ.get("LENSLAB_ARTIFACTS", default))
+    shutil.rmtree(artifacts, ignore_errors=True)
+    artifacts.mkdir(parents=True)
+    env = dict(
+        os.environ,
+        LAB_URL=url,
+        LAB_TOKEN=token,
+        LENSLAB_ARTIFACTS=str(artifacts),
+        LENSLAB_WIDGETS="1",
+        CHROMIUM=CHROMIUM,
+        PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1",
+    )
+    result = subprocess.run(
+        ["npx", "--no-install", "playwright", "test", "--config", "ui-tests/playwright.config.ts",
+         "widgets.spec.ts"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    lab_log = (tmp_path / "lab.log").read_text()[-4000:]
+    assert result.returncode == 0, f"{output[-8000:]}\n--- jupyter lab log ---\n{lab_log}"
+    assert "1 passed" in output, output[-2000:]
+    for name in SHOTS:
+        assert (artifacts / f"{name}.png").stat().st_size > 1000, name

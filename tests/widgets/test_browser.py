@@ -8,6 +8,7 @@ sweep. Screenshots land in ui-tests/artifacts/widgets/ (or ``$LENSLAB_ARTIFACTS`
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -30,6 +31,7 @@ SHOTS = (
     "generation_plot",
     "steering_panel",
     "patching_grid",
+    "reopened_patching_grid",
 )
 
 
@@ -43,6 +45,9 @@ def lab(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     shutil.copy(NOTEBOOK, work / "widgets.ipynb")
+    manager = tmp_path / "settings" / "@jupyter-widgets" / "jupyterlab-manager"
+    manager.mkdir(parents=True)  # save widget state in the notebook: it re-opens without a kernel
+    (manager / "plugin.jupyterlab-settings").write_text('{"saveState": true}')
     port, token = free_port(), secrets.token_hex(16)
     env = dict(
         os.environ,
@@ -81,6 +86,7 @@ def lab(tmp_path):
 
 def test_widgets_in_jupyterlab(lab, tmp_path):
     url, token = lab
+    saved = tmp_path / "work" / "widgets.ipynb"
     default = ROOT / "ui-tests" / "artifacts" / "widgets"
     artifacts = Path(os.environ.get("LENSLAB_ARTIFACTS", default))
     shutil.rmtree(artifacts, ignore_errors=True)
@@ -105,3 +111,7 @@ def test_widgets_in_jupyterlab(lab, tmp_path):
     assert "1 passed" in output, output[-2000:]
     for name in SHOTS:
         assert (artifacts / f"{name}.png").stat().st_size > 1000, name
+    state = json.loads(saved.read_text())["metadata"]["widgets"]
+    models = state["application/vnd.jupyter.widget-state+json"]["state"].values()
+    tree = next(m for m in models if m["state"].get("_anywidget_id", "").endswith("ModuleTree"))
+    assert tree["state"]["selected"] == "model.model.layers[5].mlp"

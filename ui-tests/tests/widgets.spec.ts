@@ -182,4 +182,26 @@ test('the five widgets, end to end', async ({ page }) => {
     await expect(printed).toContainText('patched top-1:');
     await expect(printed).not.toContainText('coefficient: 1.0');
   });
+
+  await test.step('saved widget state: re-opened after the kernel is gone, they still show', async () => {
+    // The server was started with the widget manager's saveState setting on.
+    await cell(page, 7).locator('.jp-InputPrompt').click();
+    await page.keyboard.press('Control+s');
+    await expect(page.locator('.jp-Document.jp-mod-dirty, .jp-mod-dirty .jp-Document')).toHaveCount(0);
+    const auth = { headers: { Authorization: `token ${token}` } };
+    const sessions = await (await page.request.get('/api/sessions', auth)).json();
+    for (const session of sessions as { id: string }[]) {
+      await page.request.delete(`/api/sessions/${session.id}`, auth);
+    }
+    await page.reload();
+    await expect(page.locator('#jupyterlab-splash')).toHaveCount(0, { timeout: 120000 });
+    const tree = output(page, 1);
+    await expect(tree.locator('code.lenslab-code')).toHaveText('model.model.layers[5].mlp.output', {
+      timeout: 120000,
+    });
+    const grid = output(page, 6);
+    await expect(grid.locator('.lenslab-detail')).toContainText('layer 20, position 13');
+    await expect(output(page, 5).locator('[data-role="steered"]')).toContainText('I think that you are');
+    await shot(grid, 'reopened_patching_grid');
+  });
 });

@@ -31,6 +31,8 @@ SHOTS = (
     "generation_plot",
     "steering_panel",
     "patching_grid",
+    "module_tree_dark",
+    "patching_grid_dark",
     "reopened_patching_grid",
 )
 

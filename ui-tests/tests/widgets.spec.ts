@@ -183,6 +183,20 @@ test('the five widgets, end to end', async ({ page }) => {
     await expect(printed).not.toContainText('coefficient: 1.0');
   });
 
+  await test.step('the dark theme', async () => {
+    await cell(page, 7).locator('.jp-InputPrompt').click();
+    await page.keyboard.press('Control+Shift+C');
+    await page.locator('#command-palette input').fill('Use Theme: JupyterLab Dark');
+    await page.keyboard.press('Enter');
+    await expect(page.locator('body')).toHaveAttribute('data-jp-theme-light', 'false');
+    await expect(page.locator('#jupyterlab-splash')).toHaveCount(0, { timeout: 60000 });
+    const background = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    await expect.poll(async () => (await background()).match(/\d+/g)!.map(Number).reduce((a, b) => a + b)).toBeLessThan(300);
+    await page.waitForTimeout(1000); // the theme's fade-out
+    await shot(output(page, 1), 'module_tree_dark');
+    await shot(output(page, 6), 'patching_grid_dark');
+  });
+
   await test.step('saved widget state: re-opened after the kernel is gone, they still show', async () => {
     // The server was started with the widget manager's saveState setting on.
     await cell(page, 7).locator('.jp-InputPrompt').click();

@@ -49,7 +49,11 @@ export class HeatmapView {
     this.tip.style.display = "none";
     this.element = h("div", {}, [this.canvas]);
     document.body.append(this.tip);
+    // Labels take the theme's text colour: repaint when JupyterLab switches theme.
+    const theme = new MutationObserver(() => this.data && this.paintAll());
+    theme.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light"] });
     this.cleanups.push(
+      () => theme.disconnect(),
       on(this.canvas, "mousemove", (e) => this.hover(e)),
       on(this.canvas, "mouseleave", () => (this.tip.style.display = "none")),
       on(this.canvas, "click", (e) => {
@@ -126,7 +130,7 @@ export class HeatmapView {
     const ctx = this.canvas.getContext("2d");
     if (!ctx) return;
     ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
-    ctx.fillStyle = "#333";
+    ctx.fillStyle = getComputedStyle(this.element).color || "#333"; // follows the theme
     ctx.font = "11px system-ui, sans-serif";
     ctx.textBaseline = "middle";
     ctx.textAlign = "right";

@@ -77,6 +77,12 @@ test('the five widgets, end to end', async ({ page }) => {
     await expect(tree.locator('code.lenslab-code')).toHaveText('model.model.layers[5].mlp.output');
     await expect(node('model.model.layers[5].mlp')).toHaveClass(/lenslab-on/);
     await shot(tree, 'module_tree');
+    await page.context().grantPermissions(['clipboard-read', 'clipboard-write']);
+    await tree.getByRole('button', { name: 'Copy' }).click();
+    await expect(tree.getByRole('button', { name: 'Copied' })).toBeVisible();
+    expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(
+      'model.model.layers[5].mlp.output'
+    );
     mark('module tree');
     await tree.locator('input').fill('down_proj');
     await expect(tree.locator('.lenslab-node')).toHaveCount(30);

@@ -6,7 +6,9 @@ and ``output_hidden_states``.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -149,3 +151,23 @@ def hooked(
     finally:
         for handle in handles:
             handle.remove()
+
+
+@pytest.fixture
+def kernel_name(tmp_path, monkeypatch):
+    """A kernelspec that runs this interpreter (the venv's), found first on JUPYTER_PATH.
+
+    So the test does not depend on which "python3" kernel the machine or the venv happens to
+    have installed (or on a kernelspec's bare ``python`` resolving through PATH).
+    """
+    pytest.importorskip("ipykernel")
+    spec = tmp_path / "jupyter" / "kernels" / "lenslab-test"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    kernel = {"argv": argv, "display_name": "lenslab test", "language": "python"}
+    (spec / "kernel.json").write_text(json.dumps(kernel))
+    previous = os.environ.get("JUPYTER_PATH")
+    paths = [str(tmp_path / "jupyter"), *([previous] if previous else [])]
+    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join(paths))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return "lenslab-test"

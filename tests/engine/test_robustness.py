@@ -18,7 +18,6 @@ Ground truth never goes through lenslab: plain forward hooks (``hooked``) or dir
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -399,26 +398,6 @@ def test_invokes_in_a_function_bind_its_locals_and_closures(net, x):
 
 
 # -- real Jupyter kernels -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def kernel_name(tmp_path, monkeypatch):
-    """A kernelspec that runs this interpreter (the venv's), found first on JUPYTER_PATH.
-
-    So the test does not depend on which "python3" kernel the machine or the venv happens to
-    have installed (or on a kernelspec's bare ``python`` resolving through PATH).
-    """
-    pytest.importorskip("ipykernel")
-    spec = tmp_path / "jupyter" / "kernels" / "lenslab-test"
-    spec.mkdir(parents=True)
-    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    kernel = {"argv": argv, "display_name": "lenslab test", "language": "python"}
-    (spec / "kernel.json").write_text(json.dumps(kernel))
-    previous = os.environ.get("JUPYTER_PATH")
-    paths = [str(tmp_path / "jupyter"), *([previous] if previous else [])]
-    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join(paths))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return "lenslab-test"
 
 
 def run_notebook(cells: list[str], kernel_name: str, cwd) -> list[dict[str, str]]:

@@ -33,6 +33,8 @@ def add_trace_listener(listener: TraceListener) -> Callable[[], None]:
 
 def trace_closed(tracer: Any) -> None:
     """Tell every listener that ``tracer`` closed (its ``saved`` list is final)."""
+    if not _listeners:  # the usual case, on every trace's path: no lock, no copy
+        return
     with _lock:
         listeners = list(_listeners)
     for listener in listeners:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import linecache
+import threading
 from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any
@@ -66,6 +67,7 @@ class Block:
 _blocks: dict[tuple[int, int], tuple[CodeType, Block | None]] = {}
 _trees: dict[str, tuple[str, ast.Module | None]] = {}
 _MAX_CACHED = 4096
+_parsing = threading.Lock()
 
 
 def block_at(frame: FrameType) -> Block | None:
@@ -90,7 +92,8 @@ def _tree(filename: str) -> ast.Module | None:
     if cached is not None and cached[0] == source:
         return cached[1]
     try:
-        tree: ast.Module | None = ast.parse(source, filename)
+        with _parsing:  # CPython 3.11 can fail parsing from several threads at once
+            tree: ast.Module | None = ast.parse(source, filename)
     except SyntaxError:
         tree = None
     _trees[filename] = (source, tree)
@@ -133,7 +136,8 @@ def _find_block(filename: str, line: int) -> Block | None:
 
 def _compile_body(body: list[ast.stmt], filename: str) -> CodeType | None:
     try:
-        return compile(ast.Module(body=body, type_ignores=[]), filename, "exec")
+        with _parsing:
+            return compile(ast.Module(body=body, type_ignores=[]), filename, "exec")
     except SyntaxError:  # return / yield / nonlocal: the body cannot run on its own
         return None
 

@@ -29,7 +29,7 @@ from greenlet import getcurrent, greenlet
 from torch import nn
 
 from ..errors import EditError, InputError, LensError, LensWarning, TraceStateError
-from . import frames, source
+from . import frames, observers, source
 from .cache import Cache, chosen_envoys
 from .envoy import Envoy
 from .interleaver import Interleaver, Run, StopTrace
@@ -344,6 +344,7 @@ class Tracer:
         return watched
 
     def _close(self) -> None:
+        observers.trace_closed(self)
         self._restore_tracing()
         _forget(self)
         if self._inline is not None:

@@ -9,20 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+from ..lab_server import CHROMIUM, ROOT, require_browser, running_lab
 
 LENSLAB_CELLS = [
     'import lenslab\nfrom lenslab import LanguageModel\n\nmodel = LanguageModel("smollm2")',
@@ -54,70 +47,20 @@ def notebook(cells: list[str]) -> dict:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def lab(tmp_path):
     """A JupyterLab server on 127.0.0.1 serving tmp_path/work; yields (url, token)."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: scripts/install installs Debian's chromium")
-    if not (ROOT / "node_modules" / "@playwright" / "test").exists():
-        pytest.fail("node_modules is missing: scripts/install (pip install -e .) runs npm")
+    require_browser()
     work = tmp_path / "work"
     work.mkdir()
     (work / "lenslab.ipynb").write_text(json.dumps(notebook(LENSLAB_CELLS)))
     (work / "other.ipynb").write_text(json.dumps(notebook(OTHER_CELLS)))
-    notifications = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
-    notifications.mkdir(parents=True)  # no "get notified about Jupyter news?" toast
-    (notifications / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
-    port, token = free_port(), secrets.token_hex(16)
-    env = dict(
-        os.environ,
-        HF_HUB_OFFLINE="1",
-        JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
-        JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
-        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
-    )
-    command = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={work}",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        *(["--allow-root"] if os.geteuid() == 0 else []),  # CI runs as root
-    ]
-    log = (tmp_path / "lab.log").open("w")
-    server = subprocess.Popen(command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("jupyter lab did not start:\n" + (tmp_path / "lab.log").read_text())
-                time.sleep(0.5)
-        yield url, token
-    finally:
-        stop(server)
-        log.close()
-
-
-def stop(server: subprocess.Popen) -> None:
-    """End the server we started, and its kernels (its own process group)."""
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+    # no "get notified about Jupyter news?" toast
+    quiet = {
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": '{"fetchNews": "false"}'
+    }
+    with running_lab(tmp_path, work, quiet) as server:
+        yield server
 
 
 def test_sidebar_end_to_end(lab, tmp_path):

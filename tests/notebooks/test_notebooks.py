@@ -35,6 +35,7 @@ PROBES = {
             (grad,) = torch.autograd.grad(full.logits[0, -1, paris_id], after_20)
         verdict = {
             "paris": paris,
+            "tree": tree.expression == "model.model.layers[5].mlp.output",
             "hidden": torch.allclose(hidden, out.hidden_states[16], atol=1e-5),
             "logits": torch.allclose(logits, out.logits, atol=1e-4),
             "early_state": torch.allclose(early_state, out.hidden_states[4], atol=1e-5),
@@ -62,6 +63,7 @@ PROBES = {
             "corrupted": abs(patching.corrupted_metric - logit_difference(corrupted)) < 1e-3,
             "all_positions_restore": bool((everything.scores["resid"] - 1).abs().max() < 1e-4),
             "untouched_positions": float(early.abs().max()),
+            "click": abs(outcome.score - float(patching.scores["resid"][20, -1])) < 1e-4,
         }
     """,
     "04_steering": """
@@ -71,6 +73,17 @@ PROBES = {
             "steered_up": steered > baseline,
             "grows": log_probs[-1] > log_probs[0],
             "texts_differ": generated.texts[0] != generated.texts[1],
+            "panel": bool(panel.baseline) and bool(panel.steered),
+        }
+    """,
+    "06_remote": """
+        out = raw(prompt, output_hidden_states=True)
+        verdict = {
+            "hidden": torch.allclose(remote_hidden, out.hidden_states[16], atol=1e-5),
+            "logits": torch.allclose(remote_logits, out.logits, atol=1e-4),
+            "patched": tok.decode(remote_patched.argmax()) == " Rome",
+            "refused": "open" in refused,
+            "stopped": server.poll() is not None,
         }
     """,
     "05_attribution_patching": """
@@ -137,3 +150,8 @@ def test_attribution_patching(kernel_name):
     verdict = run("05_attribution_patching", kernel_name)
     assert verdict["one_pass"] == 1
     assert verdict["correlation"] > 0.5, verdict
+
+
+def test_remote(kernel_name):
+    verdict = run("06_remote", kernel_name)
+    assert all(verdict.values()), verdict

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from ..lab_server import free_port
 
 KEY = "test-key-1"
 TIME_LIMIT = 20
@@ -37,12 +38,6 @@ class Server:
         return httpx.get(f"{self.url}/v1/health", timeout=10).json()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def tiny_path(tmp_path_factory, tokenizer) -> Path:
     """A tiny random Llama checkpoint with SmolLM2's tokenizer, on disk for the server."""
@@ -58,7 +53,7 @@ def tiny_path(tmp_path_factory, tokenizer) -> Path:
 def server(tiny_path, tmp_path_factory) -> Iterator[Server]:
     keys = tmp_path_factory.mktemp("keys") / "keys.txt"
     keys.write_text(f"# test keys\n{KEY}\n")
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path_factory.mktemp("log") / "server.log", "wb")  # noqa: SIM115
     command = [
         sys.executable, "-m", "lenslab.server", "serve",

@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from ..lab.test_sidebar_e2e import CHROMIUM, free_port, stop
+from ..lab_server import CHROMIUM, ROOT, require_browser, running_lab
 
-ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "ui-tests" / "notebooks" / "widgets.ipynb"
 SHOTS = (
     "module_tree",
@@ -40,50 +35,16 @@ SHOTS = (
 @pytest.fixture
 def lab(tmp_path):
     """JupyterLab serving a scratch folder with widgets.ipynb; yields (url, token)."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: scripts/install installs Debian's chromium")
-    if not (ROOT / "node_modules" / "@playwright" / "test").exists():
-        pytest.fail("node_modules is missing: scripts/install (pip install -e .) runs npm")
+    require_browser()
     work = tmp_path / "work"
     work.mkdir()
     shutil.copy(NOTEBOOK, work / "widgets.ipynb")
-    manager = tmp_path / "settings" / "@jupyter-widgets" / "jupyterlab-manager"
-    manager.mkdir(parents=True)  # save widget state in the notebook: it re-opens without a kernel
-    (manager / "plugin.jupyterlab-settings").write_text('{"saveState": true}')
-    port, token = free_port(), secrets.token_hex(16)
-    env = dict(
-        os.environ,
-        HF_HUB_OFFLINE="1",
-        JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
-        JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
-        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
-    )
-    command = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={work}", "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        *(["--allow-root"] if os.geteuid() == 0 else []),
-    ]  # fmt: skip
-    log = (tmp_path / "lab.log").open("w")
-    server = subprocess.Popen(
-        command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("jupyter lab did not start:\n" + (tmp_path / "lab.log").read_text())
-                time.sleep(0.5)
-        yield url, token
-    finally:
-        stop(server)
-        log.close()
+    # save widget state in the notebook: it re-opens without a kernel
+    manager = {
+        "@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-settings": '{"saveState": true}'
+    }
+    with running_lab(tmp_path, work, manager) as server:
+        yield server
 
 
 def test_widgets_in_jupyterlab(lab, tmp_path):

@@ -121,8 +121,10 @@ class RemoteTracer:
             try:
                 variables[name] = encode(namespace[name], tensors, self._reference)
             except Unsendable as why:
-                if name in self._returns:
-                    continue  # the body binds it before use (a loop variable, say)
+                if name in self._returns or hasattr(builtins, name):
+                    # Bound by the body before use (a loop variable, say), or a builtin that
+                    # IPython shadows in the notebook's namespace (`open`): the server decides.
+                    continue
                 raise InputError(
                     f"the remote block reads {name!r}, {why}, which cannot be sent to the "
                     "server. Remote code can use tensors, numbers, strings, lists, tuples and "

@@ -100,7 +100,8 @@ def _tree(filename: str) -> ast.Module | None:
     return tree
 
 
-def _find_block(filename: str, line: int) -> Block | None:
+def with_statement_at(filename: str, line: int) -> ast.With | None:
+    """The innermost with statement whose header spans ``line``; None without source."""
     tree = _tree(filename)
     if tree is None:
         return None
@@ -110,6 +111,11 @@ def _find_block(filename: str, line: int) -> Block | None:
             header_end = max(node.lineno, node.body[0].lineno - 1)
             if node.lineno <= line <= header_end and (best is None or node.lineno >= best.lineno):
                 best = node
+    return best
+
+
+def _find_block(filename: str, line: int) -> Block | None:
+    best = with_statement_at(filename, line)
     if best is None:
         return None
     return Block(

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import ast
 import linecache
-import threading
 from dataclasses import dataclass
 from types import FrameType
 
+from ..engine import source
 from .protocol import RUN_NAME
 
 # CPython 3.11 can fail ("AST constructor recursion depth mismatch") when threads parse or
 # compile ASTs at once; remote blocks opened from many threads take turns here.
-PARSE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -35,22 +34,10 @@ class RemoteBlock:
 def remote_block(frame: FrameType) -> RemoteBlock | None:
     """The with statement whose header runs in ``frame``; None without source."""
     filename = frame.f_code.co_filename
-    lines = linecache.getlines(filename, frame.f_globals)
-    if not lines:
-        return None
-    try:
-        tree = ast.parse("".join(lines), filename)
-    except SyntaxError:
-        return None
-    line = frame.f_lineno
-    best: ast.With | None = None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.With) and node.body:
-            header_end = max(node.lineno, node.body[0].lineno - 1)
-            if node.lineno <= line <= header_end and (best is None or node.lineno >= best.lineno):
-                best = node
+    best = source.with_statement_at(filename, frame.f_lineno)
     if best is None or best.end_lineno is None:
         return None
+    lines = linecache.getlines(filename)
     target = best.items[0].optional_vars if len(best.items) == 1 else None
     as_name = target.id if isinstance(target, ast.Name) else None
     return RemoteBlock(

@@ -24,7 +24,7 @@ from ..engine.envoy import Envoy
 from ..engine.saving import save
 from ..errors import InputError, TraceStateError
 from . import errors as remote_errors
-from .block import PARSE_LOCK, RemoteBlock, remote_block
+from .block import RemoteBlock, remote_block
 from .client import Client
 from .config import CONFIG
 from .errors import RemoteCodeError, RemoteError, RemoteJobError
@@ -59,9 +59,8 @@ class RemoteTracer:
 
     def __enter__(self) -> RemoteTracer:
         frame = sys._getframe(1)
-        with PARSE_LOCK:
-            block = remote_block(frame)
-            engine_block = source.block_at(frame)
+        block = remote_block(frame)
+        engine_block = source.block_at(frame)
         if block is None or engine_block is None or engine_block.body is None:
             raise TraceStateError(
                 "remote=True sends the block's source to the server, so it needs the source: "

@@ -108,7 +108,7 @@ class Sidebar:
         """A trace closed having saved ``saved`` (called by the engine's trace listener)."""
         with self._lock:
             self._listener_seen = True
-            self._closed_traces.append(list(saved))
+            self._closed_traces = [list(saved)]  # only the latest is shown: hold no others
 
     def before_cell(self, *_: Any) -> None:
         """IPython ``pre_run_cell``: a cell starts on the main shell."""

@@ -64,6 +64,11 @@ def median_ms(times: list[float]) -> float:
     return statistics.median(times) * 1e3
 
 
+def paired_ratio(timings: dict[str, list]) -> float:
+    """Median of lib/raw over adjacent reps: drift on the machine cancels out rep by rep."""
+    return statistics.median(lib / raw for raw, lib in zip(timings["raw"], timings["lib"]))
+
+
 def spread(times: list[float]) -> str:
     q = statistics.quantiles(times, n=4)
     return f"{q[0] * 1e3:.3g}–{q[2] * 1e3:.3g}"
@@ -74,7 +79,9 @@ def main() -> None:
     parser.add_argument("--nnsight-python", default=str(HERE / ".venv-nnsight/bin/python"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=str(HERE / "results" / "latest.md"))
+    parser.add_argument("--cases", nargs="*", choices=list(CASES), help="a subset (quick looks)")
     args = parser.parse_args()
+    cases = {name: CASES[name] for name in (args.cases or CASES)}
 
     from lenslab.models import smollm2
 
@@ -83,7 +90,7 @@ def main() -> None:
     if Path(args.nnsight_python).exists():
         workers.append(Worker(args.nnsight_python, "nnsight", model_dir))
     results: dict[str, dict[str, dict[str, list]]] = {}
-    for case, (_, reps) in CASES.items():
+    for case, (_, reps) in cases.items():
         print(f"[bench] {case}", file=sys.stderr, flush=True)
         merged: dict[str, dict[str, list]] = {
             w.library: {"raw": [], "lib": [], "diff": []} for w in workers
@@ -98,7 +105,7 @@ def main() -> None:
     for worker in workers:
         worker.close()
     memory: dict[str, dict[str, float]] = {}
-    for worker in workers:  # each measurement in a fresh process
+    for worker in workers if "smol_invokes8" in cases else []:  # each in a fresh process
         python = worker.process.args[0]
         memory[worker.library] = {}
         for which in ("raw", "lib"):
@@ -120,11 +127,13 @@ def report(results: dict, memory: dict, libraries: list[str]) -> str:
         f"Machine: {platform.processor() or platform.machine()}, "
         f"{len(__import__('os').sched_getaffinity(0))} cores, Python "
         f"{platform.python_version()}, torch {torch.__version__}, transformers "
-        f"{transformers.__version__}; torch threads 2. Medians (interquartile range) in ms; "
-        "each library's ratio is against raw Hugging Face with plain torch hooks doing the same "
-        "work, timed rep by rep in the same process; `max |diff|` compares the library's values "
-        "with those hooks' values. Rounds alternate between the libraries; other processes on "
-        "the machine widen the ranges, so compare ratios taken in the same run only.",
+        f"{transformers.__version__}; torch threads 2. Times are medians (interquartile "
+        "range) in ms. Each library runs in its own process against raw Hugging Face doing the "
+        "same work there (tokenizing the same prompts, plain torch hooks keeping or editing the "
+        "same values), the two timed alternately rep by rep; a ratio is the median of the "
+        "rep-by-rep ratios, so drift on the machine cancels out. `lenslab / nnsight` divides "
+        "the two libraries' ratios. `max |diff|` compares the library's values with the raw "
+        "hooks' values. Compare ratios taken in the same run only.",
         "",
     ]
     header = "| case | raw HF + hooks | lenslab | lenslab / raw | max \\|diff\\| |"
@@ -134,22 +143,25 @@ def report(results: dict, memory: dict, libraries: list[str]) -> str:
         rule += "---|---|---|---|"
     lines += [header, rule]
     for case, (description, _) in CASES.items():
+        if case not in results:
+            continue
         lens = results[case]["lenslab"]
         row = (
             f"| {description} | {median_ms(lens['raw']):.3g} ({spread(lens['raw'])}) "
             f"| {median_ms(lens['lib']):.3g} ({spread(lens['lib'])}) "
-            f"| {median_ms(lens['lib']) / median_ms(lens['raw']):.3f} | {max(lens['diff']):.1e} |"
+            f"| {paired_ratio(lens):.3f} | {max(lens['diff']):.1e} |"
         )
         if "nnsight" in libraries:
             nn = results[case]["nnsight"]
             row += (
                 f" {median_ms(nn['lib']):.3g} ({spread(nn['lib'])}) "
-                f"| {median_ms(nn['lib']) / median_ms(nn['raw']):.3f} | {max(nn['diff']):.1e} "
-                f"| {median_ms(lens['lib']) / median_ms(nn['lib']):.3f} |"
+                f"| {paired_ratio(nn):.3f} | {max(nn['diff']):.1e} "
+                f"| {paired_ratio(lens) / paired_ratio(nn):.3f} |"
             )
         lines.append(row)
-    lines += ["", "Overheads on the no-compute model (library minus raw, medians):", ""]
-    for library in libraries:
+    if "no_compute_one" in results and "no_compute_all" in results:
+        lines += ["", "Overheads on the no-compute model (library minus raw, medians):", ""]
+    for library in libraries if "no_compute_one" in results else []:
         one = results["no_compute_one"][library]
         every = results["no_compute_all"][library]
         per_trace = (median_ms(one["lib"]) - median_ms(one["raw"])) * 1e3
@@ -157,8 +169,9 @@ def report(results: dict, memory: dict, libraries: list[str]) -> str:
         lines.append(
             f"- {library}: {per_trace:.0f} µs per trace, {per_save:.1f} µs per extra saved value"
         )
-    lines += ["", "Peak memory above the resident baseline, 8 prompts of SmolLM2:", ""]
-    for library in libraries:
+    if memory:
+        lines += ["", "Peak memory above the resident baseline, 8 prompts of SmolLM2:", ""]
+    for library in memory:
         m = memory[library]
         lines.append(
             f"- {library}: 8 invokes {m['lib']:.0f} MB vs raw batch "

@@ -1327,3 +1327,55 @@ def test_a_block_after_its_own_submodule_through_a_path_the_source_hides(smollm2
     with hooked({"mlp": layer.mlp, "out": layer}) as truth, torch.no_grad():
         smollm2._model(**smollm2.tokenizer(prompt, return_tensors="pt"))
     assert torch.equal(mlp, truth["mlp"]) and torch.equal(out, truth["out"])
+
+
+def test_a_block_after_its_submodule_when_both_paths_are_hidden_from_the_scan(tiny_llama):
+    hf = tiny_llama._model
+    model = NNsight(hf)  # a plain module wrapper: nothing standardized
+    ids = torch.tensor([[5, 6, 7, 8]])
+    paths = [("model", "layers", 1, "mlp", "down_proj"), ("model", "layers", 1)]
+
+    def follow(path):  # getattr/index by data: the scan sees no path at all
+        envoy = model
+        for step in path:
+            envoy = envoy[step] if isinstance(step, int) else getattr(envoy, step)
+        return envoy
+
+    with model.trace(ids):
+        inner = follow(paths[0]).output.save()
+        outer = follow(paths[1]).output.save()
+    layer = layers_of(hf)[1]
+    with hooked({"inner": layer.mlp.down_proj, "outer": layer}) as truth, torch.no_grad():
+        hf(ids)
+    assert torch.equal(inner, truth["inner"]) and torch.equal(outer, truth["outer"])
+    assert_clean(hf)
+
+
+def test_a_trace_hooks_only_what_its_body_reads_and_the_blocks_around_it(tiny_llama):
+    hf = tiny_llama._model
+    model = NNsight(hf)
+    hooked_during: list[str] = []
+    with model.trace(torch.tensor([[5, 6, 7, 8]])):
+        model.model.layers[1].mlp.output.save()
+        hooked_during += [
+            name for name, m in hf.named_modules() if m._forward_hooks
+        ]
+    assert sorted(hooked_during) == ["", "model", "model.layers.1", "model.layers.1.mlp"]
+    assert_clean(hf)
+
+
+def test_a_finished_trace_lets_go_of_its_values_without_the_garbage_collector(tiny_llama):
+    import gc
+    import weakref
+
+    model = NNsight(tiny_llama._model)
+    gc.disable()  # the forward's output and every kept value must go by reference counting
+    try:
+        with model.trace(torch.tensor([[5, 6, 7, 8]])):
+            hidden = model.model.layers[0].output
+            kept = weakref.ref(hidden)
+            del hidden
+            logits = weakref.ref(model.output.logits)
+        assert kept() is None and logits() is None
+    finally:
+        gc.enable()

@@ -5,9 +5,10 @@ Why greenlets: a trace body runs as ordinary Python on the caller's thread (so p
 greenlet switch costs about half a microsecond, against ~75 us for a thread hand-off, and
 needs no interpreter tricks.
 
-Hooks exist only on the modules some body reads, only while the forward runs, and act only
-on this forward's greenlet: a direct call like ``model.lm_head(h)`` from a body, or another
-thread using the same model, passes straight through them.
+Hooks exist only on the modules some body reads (and the blocks enclosing them), only while
+the forward runs, and act only on this forward's greenlet: a direct call like
+``model.lm_head(h)`` from a body, or another thread using the same model, passes straight
+through them.
 """
 
 from __future__ import annotations
@@ -85,6 +86,12 @@ class Interleaver:
     def _hook(self, module: nn.Module, kind: str) -> None:
         if (module, kind) in self._hooks:
             return
+        # A body paused here may next ask for an enclosing block's output (through a path the
+        # source did not show). torch takes a module call's hooks when the call starts, so the
+        # blocks around every place a body can pause get their output hook now, before they
+        # run; by induction the blocks running whenever a body is paused all have one.
+        if module is not self.root:
+            self._hook(_parents(self.root).get(module) or self.root, "output")
         # What register_forward_(pre_)hook does, minus its RemovableHandle (weakrefs, ~2 us a
         # module on the per-trace path); ids come from a range torch's own counter never reaches.
         hook_id = next(_hook_ids)
@@ -94,17 +101,6 @@ class Interleaver:
             module._forward_pre_hooks[hook_id] = self._on_input
             module._forward_pre_hooks_with_kwargs[hook_id] = True
         self._hooks[(module, kind)] = hook_id
-
-    def _arm_containers(self) -> None:
-        """Hook (without keeping values) every module that has submodules.
-
-        A module's call takes torch's hook-free fast path if it has no hooks when it starts,
-        and a hook added while it runs is then never called. So that a body can ask for a
-        block's output after reading one of its submodules (a path the source did not show),
-        every container gets its output hook before the forward starts.
-        """
-        for module in _containers(self.root):
-            self._hook(module, "output")
 
     def observe(self, module: nn.Module, kind: str, record: Callable[[int, Any], None]) -> None:
         """Call ``record(step, value)`` with each final value of ``module`` (after edits)."""
@@ -118,12 +114,21 @@ class Interleaver:
         return self.greenlet.switch()
 
     def abort(self) -> None:
-        """Unwind a paused forward (removing its hooks) and end every body still waiting."""
+        """Unwind a paused forward (removing its hooks) and end every body still waiting.
+
+        Then let go of the run's values at once: bodies and this object point at each other, so
+        waiting for the garbage collector would keep the output (SmolLM2's logits are megabytes)
+        alive into the next trace, and the allocator would fetch fresh pages for each one.
+        """
         if self.greenlet and not self.greenlet.dead:
             self.greenlet.throw(_Abort())
         self._remove_hooks()  # also when the forward never started
         for mediator in self.mediators:
             mediator.close()
+        self.mediators.clear()
+        self.values.clear()
+        self._observers.clear()
+        self.result = None
 
     def _remove_hooks(self) -> None:
         for (module, kind), hook_id in self._hooks.items():
@@ -138,7 +143,6 @@ class Interleaver:
 
     def _main(self) -> Any:
         step_hook = self.root.register_forward_pre_hook(self._on_step, prepend=True)
-        self._arm_containers()
         try:
             for mediator in self.mediators:
                 if mediator.start_on is None:
@@ -222,15 +226,30 @@ def end_greenlet(g: greenlet) -> None:
 
 _hook_ids = itertools.count(1 << 48)
 
-_container_cache: weakref.WeakKeyDictionary[nn.Module, list[nn.Module]] = (
+_parent_cache: weakref.WeakKeyDictionary[nn.Module, dict[nn.Module, nn.Module]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _containers(root: nn.Module) -> list[nn.Module]:
-    """Modules under ``root`` that have submodules (cached; module trees rarely change)."""
-    found = _container_cache.get(root)
+def _parents(root: nn.Module) -> dict[nn.Module, nn.Module | None]:
+    """Each module under ``root`` -> its closest enclosing module that is itself called.
+
+    Built once per model: module trees rarely change, and a module added later falls back to
+    the root. Containers never called (ModuleList, ModuleDict) are passed over. The root itself
+    shows as None, so the cache holds no reference to its own key.
+    """
+    found = _parent_cache.get(root)
     if found is None:
-        found = [m for m in root.modules() if m._modules and not isinstance(m, nn.ModuleList)]
-        _container_cache[root] = found
+        found = {}
+        stack: list[tuple[nn.Module, nn.Module | None]] = [(root, None)]
+        while stack:
+            module, called = stack.pop()
+            for child in module._modules.values():
+                if child is not None:
+                    found[child] = called
+                    stack.append((child, called if isinstance(child, _UNCALLED) else child))
+        _parent_cache[root] = found
     return found
+
+
+_UNCALLED = (nn.ModuleList, nn.ModuleDict)

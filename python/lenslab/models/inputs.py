@@ -29,10 +29,16 @@ class TokenInputs:
     input_ids: torch.Tensor  # (batch, seq), long
     attention_mask: torch.Tensor  # (batch, seq)
     extra: dict[str, Any] = field(default_factory=dict)
+    padded: bool | None = None  # whether any row has padding (None: look at the mask)
 
     @property
     def size(self) -> int:
         return int(self.input_ids.shape[0])
+
+    def has_padding(self) -> bool:
+        if self.padded is None:
+            self.padded = bool((self.attention_mask == 0).any())
+        return self.padded
 
 
 def tokenize(tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TokenInputs:
@@ -43,6 +49,7 @@ def tokenize(tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> T
         )
     extra = dict(kwargs)
     data = args[0] if args else None
+    padded: bool | None = None
     if data is None:
         if "input_ids" not in extra:
             raise InputError(f"no inputs given. {_INPUT_HELP}")
@@ -54,6 +61,7 @@ def tokenize(tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> T
             )
         encoded = tokenizer(data, return_tensors="pt", padding=True)
         ids, mask = encoded["input_ids"], encoded["attention_mask"]
+        padded = None if _is_str_list(data) else False  # one text is never padded
     elif isinstance(data, Mapping):
         if "input_ids" not in data:
             raise InputError(f"the input mapping has no 'input_ids' (keys: {list(data)}).")
@@ -63,14 +71,17 @@ def tokenize(tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> T
     else:
         ids, mask = data, extra.pop("attention_mask", None)
     ids = _as_ids(ids)
-    mask = torch.ones_like(ids) if mask is None else _as_mask(mask)
+    if mask is None:
+        mask, padded = torch.ones_like(ids), False
+    else:
+        mask = _as_mask(mask)
     if ids.shape[-1] == 0:
         raise InputError(f"the input has no tokens (an empty prompt?). {_INPUT_HELP}")
     if mask.shape != ids.shape:
         raise InputError(
             f"attention_mask has shape {list(mask.shape)} but input_ids has {list(ids.shape)}."
         )
-    return TokenInputs(ids, mask, extra)
+    return TokenInputs(ids, mask, extra, padded)
 
 
 def _is_str_list(data: Any) -> bool:
@@ -111,7 +122,8 @@ def batch(items: list[TokenInputs], pad_id: int) -> TokenInputs:
     """Left-pad and stack several invokes' inputs; their extra kwargs must agree."""
     if len(items) == 1:
         return items[0]
-    length = max(item.input_ids.shape[1] for item in items)
+    lengths = {int(item.input_ids.shape[1]) for item in items}
+    length = max(lengths)
     ids, masks = [], []
     for item in items:
         pad = length - item.input_ids.shape[1]
@@ -126,7 +138,8 @@ def batch(items: list[TokenInputs], pad_id: int) -> TokenInputs:
                 f"invoke {index} passes model arguments {sorted(item.extra)} that differ from "
                 f"invoke 0's {sorted(extra)}; invokes of one trace share one forward call."
             )
-    return TokenInputs(torch.cat(ids), torch.cat(masks), dict(extra))
+    padded = None if any(item.padded is not False for item in items) else lengths != {length}
+    return TokenInputs(torch.cat(ids), torch.cat(masks), dict(extra), padded)
 
 
 def _same(a: Any, b: Any) -> bool:

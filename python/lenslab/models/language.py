@@ -273,8 +273,8 @@ class LanguageModel(NNsight):
             rows = [slice(a, b) for a, b in itertools.pairwise(bounds)]
         module, device = self._module, self.device
         call = {
-            "input_ids": inputs.input_ids.to(device),
-            "attention_mask": inputs.attention_mask.to(device),
+            "input_ids": _moved(inputs.input_ids, device),
+            "attention_mask": _moved(inputs.attention_mask, device),
             **inputs.extra,
         }
         if method == "generate":
@@ -287,11 +287,7 @@ class LanguageModel(NNsight):
                 steps=steps,
                 unstepped=frozenset({generator}),
             )
-        if (
-            "position_ids" not in call
-            and self._takes_position_ids
-            and bool((inputs.attention_mask == 0).any())
-        ):
+        if "position_ids" not in call and self._takes_position_ids and inputs.has_padding():
             call["position_ids"] = position_ids(inputs.attention_mask).to(device)
         return Run(lambda: module(**call), rows, inputs.size)
 
@@ -377,6 +373,10 @@ def _ready_tokenizer(tokenizer: Any) -> Any:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def _moved(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return tensor if tensor.device == device else tensor.to(device)
 
 
 def _device_of(module: nn.Module) -> torch.device:

@@ -28,6 +28,7 @@ class Envoy:
         self._name = name  # how the user writes it, e.g. "model.model.layers[5]"
         self._root: Envoy = root if root is not None else self
         self._children: dict[str, Envoy] = {}
+        self._by_index: dict[int, Envoy] = {}  # model.layers[i] is on every hot path
 
     # -- values in a trace -------------------------------------------------------------------
 
@@ -74,13 +75,17 @@ class Envoy:
             raise AttributeError(name)
         module = self._module
         if name in module._modules and module._modules[name] is not None:
-            return self._child(name)
+            # Kept as an attribute, so the next lookup never reaches __getattr__.
+            child = self.__dict__[name] = self._child(name)
+            return child
         try:
             return getattr(module, name)
         except AttributeError:
             raise ModulePathError(self._missing_child(name)) from None
 
     def __getitem__(self, key: int | str | slice) -> Any:
+        if type(key) is int and key in self._by_index:
+            return self._by_index[key]
         module = self._module
         if isinstance(key, slice):
             return [self[i] for i in range(len(self))[key]]
@@ -92,7 +97,10 @@ class Envoy:
                     f"{self._name}[{key}] does not exist: {self._name} holds {size} modules "
                     f"(indices 0-{size - 1}){last}."
                 )
-            return self._child(str(key % size))
+            child = self._child(str(key % size))
+            if key >= 0:  # negative ones move when the list grows
+                self._by_index[key] = child
+            return child
         if isinstance(key, str) and key in module._modules:
             return self._child(key)
         kind = type(module).__name__

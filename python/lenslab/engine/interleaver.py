@@ -177,8 +177,9 @@ class Interleaver:
             return None
         self._seen.add(key)
         new = self._deliver(key, output, (module, "output") in self._recorded)
-        for record in self._observers.get((module, "output"), ()):
-            record(key[2], new)
+        if self._observers:
+            for record in self._observers.get((module, "output"), ()):
+                record(key[2], new)
         return None if new is output else new
 
     def _on_input(self, module: nn.Module, args: Any, kwargs: Any) -> Any:
@@ -190,8 +191,9 @@ class Interleaver:
         self._seen.add(key)
         value = (args, kwargs)
         new = self._deliver(key, value, (module, "input") in self._recorded)
-        for record in self._observers.get((module, "input"), ()):
-            record(key[2], new)
+        if self._observers:
+            for record in self._observers.get((module, "input"), ()):
+                record(key[2], new)
         return None if new is value else new
 
     def _deliver(self, key: Key, value: Any, record: bool) -> Any:
@@ -205,7 +207,8 @@ class Interleaver:
                 self._raise_if_failed()
             if mediator.waiting == key:
                 value = mediator.deliver(key, value)
-                self._raise_if_failed()
+                if self.failure is not None:
+                    raise _Abort
         self.current = None
         if record:
             self.values[key] = value

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import torch
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from ..errors import EditError, InputError, ModuleNotCalledError, OutOfOrderError, TraceStateError
@@ -20,7 +21,6 @@ from .saving import OutputTuple
 from .values import check_replacement, splice, tensors_in, view
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
     from .envoy import Envoy
@@ -256,7 +256,8 @@ class Mediator:
             self._hold(self.slot.label, self.slot.value)
         self.slot = None
         self.interleaver.greenlet.switch()
-        self._held = [(label, t, t._version) for label, t, _ in self._held]
+        if self._held:
+            self._held = [(label, t, t._version) for label, t, _ in self._held]
 
     def finish(self) -> None:
         """The inline body is done: let the forward run to its end."""
@@ -267,6 +268,8 @@ class Mediator:
     # -- in-place edits of values the forward already used ---------------------------------------
 
     def _hold(self, label: str, value: Any) -> None:
+        if isinstance(value, torch.Tensor) and value.is_inference():  # the common read
+            return
         for tensor in tensors_in(value):
             # Inference-mode tensors keep no version counter, so their edits cannot be caught.
             if not tensor.is_inference():

@@ -104,7 +104,10 @@ class NNsight(Envoy):
     def _copy(self) -> NNsight:
         """Another wrapper of the same module (same weights), with its own edits."""
         twin = copy.copy(self)
-        twin._root, twin._children, twin._edits = twin, {}, list(self._edits)
+        for name in [k for k, v in twin.__dict__.items() if isinstance(v, Envoy)]:
+            del twin.__dict__[name]  # children cached as attributes belong to ``self``
+        twin._root, twin._children, twin._by_index = twin, {}, {}
+        twin._edits = list(self._edits)
         twin.__dict__.pop("_generator_envoy", None)
         return twin
 

@@ -22,12 +22,12 @@ CASES = {  # name: (description, reps per round)
     "no_compute_one": ("30 tiny Linear layers, save 1 value", 200),
     "no_compute_all": ("30 tiny Linear layers, save all 30", 100),
     "gpt2_one": ("tiny GPT-2, save one layer", 50),
-    "smol_one": ("SmolLM2, save one layer", 10),
-    "smol_all": ("SmolLM2, save all 30 layers", 10),
-    "smol_edit": ("SmolLM2, in-place edit of an MLP output", 10),
-    "smol_batch8": ("SmolLM2, batch of 8 prompts", 4),
-    "smol_invokes8": ("SmolLM2, 8 invokes in one trace", 4),
-    "smol_generate": ("SmolLM2, 20 greedy tokens, steering every step", 2),
+    "smol_one": ("SmolLM2, save one layer", 15),
+    "smol_all": ("SmolLM2, save all 30 layers", 15),
+    "smol_edit": ("SmolLM2, in-place edit of an MLP output", 15),
+    "smol_batch8": ("SmolLM2, batch of 8 prompts", 5),
+    "smol_invokes8": ("SmolLM2, 8 invokes in one trace", 5),
+    "smol_generate": ("SmolLM2, 20 greedy tokens, steering every step", 3),
 }
 
 

@@ -121,6 +121,22 @@ def test_each_invoke_sees_its_rows_of_the_left_padded_batch(smollm2):
     assert long["position_ids"][0].tolist() == list(range(total))
 
 
+def test_text_invokes_are_left_padded_even_if_the_tokenizer_pads_right(smollm2):
+    tokenizer = smollm2.tokenizer
+    tokenizer.padding_side = "right"
+    try:
+        with smollm2.trace() as tracer:
+            with tracer.invoke(PROMPTS[1]):
+                short = smollm2.model.layers[2].output[:, -1].save()
+            with tracer.invoke([PROMPTS[0], PROMPTS[2]]):
+                longer = smollm2.model.layers[2].output[:, -1].save()
+    finally:
+        tokenizer.padding_side = "left"
+    for prompt, row in ((PROMPTS[1], short[0]), (PROMPTS[0], longer[0]), (PROMPTS[2], longer[1])):
+        expected, _ = alone(smollm2, prompt, 2)
+        torch.testing.assert_close(row, expected[0, -1], rtol=1e-4, atol=1e-4)
+
+
 def test_a_list_of_prompts_in_one_invoke(smollm2):
     with ForwardCounter(smollm2) as calls:
         with smollm2.trace() as tracer:

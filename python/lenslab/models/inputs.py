@@ -41,7 +41,21 @@ class TokenInputs:
         return self.padded
 
 
-def tokenize(tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TokenInputs:
+@dataclass
+class TextInputs:
+    """One invoke's prompts, tokenized later: all invokes' prompts go in one tokenizer call."""
+
+    texts: list[str]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.texts)
+
+
+def tokenize(
+    tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> TokenInputs | TextInputs:
     """Normalize one invoke's inputs (see the module docstring for what is accepted)."""
     if len(args) > 1:
         raise InputError(
@@ -59,9 +73,11 @@ def tokenize(tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> T
             raise InputError(
                 "text inputs need a tokenizer: pass LanguageModel(..., tokenizer=tok)."
             )
-        encoded = tokenizer(data, return_tensors="pt", padding=True)
+        texts = [data] if isinstance(data, str) else list(data)
+        if "" not in texts:  # an empty one may have no tokens: see below, at its own line
+            return TextInputs(texts, extra)
+        encoded = tokenizer(data, return_tensors="pt", padding=True, padding_side="left")
         ids, mask = encoded["input_ids"], encoded["attention_mask"]
-        padded = None if _is_str_list(data) else False  # one text is never padded
     elif isinstance(data, Mapping):
         if "input_ids" not in data:
             raise InputError(f"the input mapping has no 'input_ids' (keys: {list(data)}).")
@@ -118,17 +134,8 @@ def _as_mask(value: Any) -> torch.Tensor:
     return (mask.unsqueeze(0) if mask.dim() == 1 else mask).long()
 
 
-def batch(items: list[TokenInputs], pad_id: int) -> TokenInputs:
+def batch(items: list[TokenInputs | TextInputs], tokenizer: Any, pad_id: int) -> TokenInputs:
     """Left-pad and stack several invokes' inputs; their extra kwargs must agree."""
-    if len(items) == 1:
-        return items[0]
-    lengths = {int(item.input_ids.shape[1]) for item in items}
-    length = max(lengths)
-    ids, masks = [], []
-    for item in items:
-        pad = length - item.input_ids.shape[1]
-        ids.append(torch.nn.functional.pad(item.input_ids, (pad, 0), value=pad_id))
-        masks.append(torch.nn.functional.pad(item.attention_mask, (pad, 0), value=0))
     extra = items[0].extra
     for index, item in enumerate(items[1:], start=1):
         if item.extra.keys() != extra.keys() or any(
@@ -138,8 +145,28 @@ def batch(items: list[TokenInputs], pad_id: int) -> TokenInputs:
                 f"invoke {index} passes model arguments {sorted(item.extra)} that differ from "
                 f"invoke 0's {sorted(extra)}; invokes of one trace share one forward call."
             )
-    padded = None if any(item.padded is not False for item in items) else lengths != {length}
+    if all(isinstance(item, TextInputs) for item in items):
+        return _encode(tokenizer, [text for item in items for text in item.texts], extra)
+    tokens = [
+        _encode(tokenizer, i.texts, i.extra) if isinstance(i, TextInputs) else i for i in items
+    ]
+    if len(tokens) == 1:
+        return tokens[0]
+    lengths = {int(item.input_ids.shape[1]) for item in tokens}
+    length = max(lengths)
+    ids, masks = [], []
+    for item in tokens:
+        pad = length - item.input_ids.shape[1]
+        ids.append(torch.nn.functional.pad(item.input_ids, (pad, 0), value=pad_id))
+        masks.append(torch.nn.functional.pad(item.attention_mask, (pad, 0), value=0))
+    padded = None if any(item.padded is not False for item in tokens) else lengths != {length}
     return TokenInputs(torch.cat(ids), torch.cat(masks), dict(extra), padded)
+
+
+def _encode(tokenizer: Any, texts: list[str], extra: dict[str, Any]) -> TokenInputs:
+    encoded = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left")
+    ids, mask = encoded["input_ids"], encoded["attention_mask"]
+    return TokenInputs(ids, mask, dict(extra), padded=False if len(texts) == 1 else None)
 
 
 def _same(a: Any, b: Any) -> bool:

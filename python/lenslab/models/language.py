@@ -22,7 +22,7 @@ from ..engine.envoy import Envoy
 from ..engine.interleaver import Run
 from ..engine.tracer import Tracer, open_tracer
 from ..errors import InputError
-from .inputs import TokenInputs, batch, position_ids, tokenize
+from .inputs import TextInputs, TokenInputs, batch, position_ids, tokenize
 from .loading import checkpoint_path, load_config, load_model, load_tokenizer, meta_model
 from .module import NNsight
 from .standard import Indexed, Layout, LayoutError, check_shapes, find_layout
@@ -262,11 +262,13 @@ class LanguageModel(NNsight):
     def _ready(self) -> None:
         self.dispatch()
 
-    def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TokenInputs:
+    def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TokenInputs | TextInputs:
         return tokenize(self.tokenizer, args, kwargs)
 
-    def _batch(self, prepared: list[TokenInputs], method: str, options: dict[str, Any]) -> Run:
-        inputs = batch(prepared, self._pad_id)
+    def _batch(
+        self, prepared: list[TokenInputs | TextInputs], method: str, options: dict[str, Any]
+    ) -> Run:
+        inputs = batch(prepared, self.tokenizer, self._pad_id)
         rows: list[slice | None] = [None]
         if len(prepared) > 1:
             bounds = list(itertools.accumulate((p.size for p in prepared), initial=0))

@@ -25,8 +25,8 @@ CASES = {  # name: (description, reps per round)
     "smol_one": ("SmolLM2, save one layer", 15),
     "smol_all": ("SmolLM2, save all 30 layers", 15),
     "smol_edit": ("SmolLM2, in-place edit of an MLP output", 15),
-    "smol_batch8": ("SmolLM2, batch of 8 prompts", 5),
-    "smol_invokes8": ("SmolLM2, 8 invokes in one trace", 5),
+    "smol_batch8": ("SmolLM2, batch of 8 prompts", 12),
+    "smol_invokes8": ("SmolLM2, 8 invokes in one trace", 8),
     "smol_generate": ("SmolLM2, 20 greedy tokens, steering every step", 3),
 }
 

@@ -229,7 +229,7 @@ def end_greenlet(g: greenlet) -> None:
 
 _hook_ids = itertools.count(1 << 48)
 
-_parent_cache: weakref.WeakKeyDictionary[nn.Module, dict[nn.Module, nn.Module]] = (
+_parent_cache: weakref.WeakKeyDictionary[nn.Module, dict[nn.Module, nn.Module | None]] = (
     weakref.WeakKeyDictionary()
 )
 

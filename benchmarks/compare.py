@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -22,12 +23,12 @@ CASES = {  # name: (description, reps per round)
     "no_compute_one": ("30 tiny Linear layers, save 1 value", 200),
     "no_compute_all": ("30 tiny Linear layers, save all 30", 100),
     "gpt2_one": ("tiny GPT-2, save one layer", 50),
-    "smol_one": ("SmolLM2, save one layer", 15),
-    "smol_all": ("SmolLM2, save all 30 layers", 15),
-    "smol_edit": ("SmolLM2, in-place edit of an MLP output", 15),
-    "smol_batch8": ("SmolLM2, batch of 8 prompts", 12),
-    "smol_invokes8": ("SmolLM2, 8 invokes in one trace", 8),
-    "smol_generate": ("SmolLM2, 20 greedy tokens, steering every step", 3),
+    "smol_one": ("SmolLM2, save one layer", 25),
+    "smol_all": ("SmolLM2, save all 30 layers", 25),
+    "smol_edit": ("SmolLM2, in-place edit of an MLP output", 25),
+    "smol_batch8": ("SmolLM2, batch of 8 prompts", 16),
+    "smol_invokes8": ("SmolLM2, 8 invokes in one trace", 16),
+    "smol_generate": ("SmolLM2, 20 greedy tokens, steering every step", 4),
 }
 
 
@@ -66,7 +67,27 @@ def median_ms(times: list[float]) -> float:
 
 def paired_ratio(timings: dict[str, list]) -> float:
     """Median of lib/raw over adjacent reps: drift on the machine cancels out rep by rep."""
-    return statistics.median(lib / raw for raw, lib in zip(timings["raw"], timings["lib"]))
+    return statistics.median(_pair_ratios(timings))
+
+
+def _pair_ratios(timings: dict[str, list]) -> list[float]:
+    return [lib / raw for raw, lib in zip(timings["raw"], timings["lib"])]
+
+
+def interval(*timings: dict[str, list], resamples: int = 2000) -> str:
+    """95% bootstrap interval of ``paired_ratio`` (of the first over the second, given two).
+
+    On a noisy machine a ratio's last digit means little; the interval says whether a target
+    is met beyond the noise.
+    """
+    rng = random.Random(0)
+    samples = [_pair_ratios(t) for t in timings]
+    estimates = []
+    for _ in range(resamples):
+        medians = [statistics.median(rng.choices(s, k=len(s))) for s in samples]
+        estimates.append(medians[0] / medians[1] if len(medians) == 2 else medians[0])
+    low, *_, high = statistics.quantiles(estimates, n=40)
+    return f"{low:.3f}–{high:.3f}"
 
 
 def spread(times: list[float]) -> str:
@@ -77,7 +98,7 @@ def spread(times: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--nnsight-python", default=str(HERE / ".venv-nnsight/bin/python"))
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--out", default=str(HERE / "results" / "latest.md"))
     parser.add_argument("--cases", nargs="*", choices=list(CASES), help="a subset (quick looks)")
     args = parser.parse_args()
@@ -131,9 +152,10 @@ def report(results: dict, memory: dict, libraries: list[str]) -> str:
         "range) in ms. Each library runs in its own process against raw Hugging Face doing the "
         "same work there (tokenizing the same prompts, plain torch hooks keeping or editing the "
         "same values), the two timed alternately rep by rep; a ratio is the median of the "
-        "rep-by-rep ratios, so drift on the machine cancels out. `lenslab / nnsight` divides "
-        "the two libraries' ratios. `max |diff|` compares the library's values with the raw "
-        "hooks' values. Compare ratios taken in the same run only.",
+        "rep-by-rep ratios, so drift on the machine cancels out; beside it, its 95% bootstrap "
+        "interval. `lenslab / nnsight` divides the two libraries' ratios. `max |diff|` "
+        "compares the library's values with the raw hooks' values. Compare ratios taken in "
+        "the same run only.",
         "",
     ]
     header = "| case | raw HF + hooks | lenslab | lenslab / raw | max \\|diff\\| |"
@@ -149,14 +171,14 @@ def report(results: dict, memory: dict, libraries: list[str]) -> str:
         row = (
             f"| {description} | {median_ms(lens['raw']):.3g} ({spread(lens['raw'])}) "
             f"| {median_ms(lens['lib']):.3g} ({spread(lens['lib'])}) "
-            f"| {paired_ratio(lens):.3f} | {max(lens['diff']):.1e} |"
+            f"| {paired_ratio(lens):.3f} ({interval(lens)}) | {max(lens['diff']):.1e} |"
         )
         if "nnsight" in libraries:
             nn = results[case]["nnsight"]
             row += (
                 f" {median_ms(nn['lib']):.3g} ({spread(nn['lib'])}) "
-                f"| {paired_ratio(nn):.3f} | {max(nn['diff']):.1e} "
-                f"| {paired_ratio(lens) / paired_ratio(nn):.3f} |"
+                f"| {paired_ratio(nn):.3f} ({interval(nn)}) | {max(nn['diff']):.1e} "
+                f"| {paired_ratio(lens) / paired_ratio(nn):.3f} ({interval(lens, nn)}) |"
             )
         lines.append(row)
     if "no_compute_one" in results and "no_compute_all" in results:

@@ -23,6 +23,9 @@ LIBRARY = sys.argv[1]
 if LIBRARY == "lenslab":
     from lenslab import LanguageModel, NNsight
 else:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*deprecated")  # 0.8.1 on its own API
     from nnsight import LanguageModel, NNsight
 
 torch.set_num_threads(2)

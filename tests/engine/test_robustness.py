@@ -637,11 +637,21 @@ def test_an_exception_in_the_forward_keeps_its_type_and_both_lines(seq, x):
     model = NNsight(faulty)
     with pytest.raises(RuntimeError, match="the model's own bug") as caught:
         with model.trace(x):
-            model[0].output.save()
+            model[0].output.clone()
             model[2].output.save()  # the body's line that waited for the forward
     ours = frames_in_this_file(caught.value)
     assert "the forward's line" in ours[-1].line
     assert any("the body's line that waited" in f.line for f in ours)
+    assert_clean(faulty)
+    assert_no_trace_state()
+    # A body that only keeps references runs the whole forward at its first read.
+    with pytest.raises(RuntimeError, match="the model's own bug") as caught:
+        with model.trace(x):
+            model[0].output.save()  # the first read of a passive body
+            model[2].output.save()
+    ours = frames_in_this_file(caught.value)
+    assert "the forward's line" in ours[-1].line
+    assert any("the first read of a passive body" in f.line for f in ours)
     assert_clean(faulty)
     assert_no_trace_state()
 

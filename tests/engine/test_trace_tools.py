@@ -180,6 +180,27 @@ def test_edit_applies_to_every_trace_of_the_copy_only(smollm2):
     assert_clean(smollm2._model)
 
 
+def test_edit_body_may_name_the_copy_it_makes(smollm2):
+    with smollm2.edit() as edited:
+        edited.model.layers[3].mlp.output[:] = 0
+    with edited.trace(PROMPT):
+        logits = edited.output.logits.save()
+    torch.testing.assert_close(logits, zeroed_mlp_logits(smollm2, 3))
+    assert_clean(smollm2._model)
+
+
+def test_a_failing_edit_is_the_error_a_trace_raises(smollm2):
+    with smollm2.edit() as edited:
+        smollm2.model.layers[3].mlp.output[:] = undefined_steering  # noqa: F821
+    with pytest.raises(NameError, match="undefined_steering"):
+        with edited.trace(PROMPT):
+            edited.output.logits.save()
+    assert_clean(smollm2._model)
+    with smollm2.trace(PROMPT):  # the model itself traces as before
+        logits = smollm2.output.logits.save()
+    assert torch.equal(logits, raw(smollm2).logits)
+
+
 def test_inplace_edit_and_clear_edits(smollm2):
     plain = raw(smollm2).logits
     with smollm2.edit(inplace=True):

@@ -58,6 +58,11 @@ class EditBlock:
             self._unskip()
             self._unskip = None
         if error_type is frames.SkipBody and self._edit is not None:
+            # The body may name the edited model by its ``as`` name, bound only by the skip.
+            caller = frames.namespace_of(sys._getframe(1))
+            self._edit.namespace.update(
+                (name, value) for name, value in caller.items() if value is self._target
+            )
             self._target._edits.append(self._edit)
             return True
         return False

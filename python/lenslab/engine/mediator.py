@@ -78,6 +78,9 @@ class Mediator:
         self._last_label: str | None = None  # the last value the forward handed this body
         self._held: list[tuple[str, torch.Tensor, int]] = []
         self.after_switch: Callable[[], None] | None = None  # run on the forward's side
+        # The body only keeps references (see passive.py): its first read lets the forward run
+        # to the end, and every read is then served from the values the trace kept.
+        self.run_through = False
         # A deferred body starts when the forward first reaches one of these modules (None: at
         # once), so that names bound by earlier invokes up to that point are visible to it.
         self.start_on: frozenset[nn.Module] | None = None
@@ -218,7 +221,12 @@ class Mediator:
             value = il.values[key]
             self._hold(f"{envoy._name}.{kind}", value)
             return value
+        if self.run_through and not il.finished:
+            il.resume()
+            return self._value(envoy, kind)
         if not self._wait(key, f"{envoy._name}.{kind}"):
+            if il.failure is not None:  # another body (a model.edit()) failed: that is the error
+                raise il.failure
             raise self._never(envoy, kind)
         assert self.slot is not None
         return self.slot.value

@@ -14,7 +14,10 @@ import linecache
 import threading
 from dataclasses import dataclass
 from types import CodeType, FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .passive import Passive
 
 KINDS = frozenset({"output", "input", "inputs"})
 # Indexed per-layer values a model wrapper may offer (``model.layers_output[5]``): the chain
@@ -62,6 +65,7 @@ class Block:
     body_line: int  # first line of the body
     header_calls: frozenset[str]  # methods called in the header, e.g. {"backward"}
     grad_names: frozenset[str]  # names whose .grad the body reads or sets
+    passive: Passive | None  # when the body only keeps references (see passive.py)
 
 
 _blocks: dict[tuple[int, int], tuple[CodeType, Block | None]] = {}
@@ -115,6 +119,8 @@ def with_statement_at(filename: str, line: int) -> ast.With | None:
 
 
 def _find_block(filename: str, line: int) -> Block | None:
+    from .passive import passive  # it reads this module's names
+
     best = with_statement_at(filename, line)
     if best is None:
         return None
@@ -137,6 +143,7 @@ def _find_block(filename: str, line: int) -> Block | None:
             and node.attr == "grad"
             and isinstance(node.value, ast.Name)
         ),
+        passive=passive(best.body),
     )
 
 

@@ -224,12 +224,21 @@ class Tracer:
     def _start_inline(self, prepared: Any, block: Block | None, frame: FrameType) -> None:
         run = self.model._batch([prepared], self.method, self.options)
         interleaver = self._new_interleaver(run, scan=self._scan)
+        run_through = False
         if block is not None:
-            self._watch(interleaver, block, _lookup(frame))
+            lookup = _lookup(frame)
+            _, resolved = self._watch(interleaver, block, lookup)
+            run_through = (
+                resolved
+                and self.method == "forward"
+                and block.passive is not None
+                and block.passive.holds(lookup, self._is_own_envoy)
+            )
         else:  # no source to tell what the body reads: keep everything, so any order works
             interleaver.watch_all()
         self._interleaver = interleaver
         self._inline = Mediator(interleaver, run.rows[0])
+        self._inline.run_through = run_through
 
     def _finish_inline(self) -> None:
         mediator = self._inline
@@ -296,7 +305,7 @@ class Tracer:
                 interleaver, rows, functools.partial(exec, body.block.body, namespace)
             )
             mediator.after_switch = _publisher(body.block.assigned, namespaces, index)
-            watched = self._watch(interleaver, body.block, namespace.get)
+            watched, _ = self._watch(interleaver, body.block, namespace.get)
             if index > 0 and watched:
                 mediator.start_on = frozenset(watched)
         interleaver.resume()
@@ -328,20 +337,30 @@ class Tracer:
         interleaver: Interleaver,
         block: Block,
         lookup: Callable[[str], Any],
-    ) -> list[nn.Module]:
-        """Keep the values of every module the body's source reads, so any read order works."""
+    ) -> tuple[list[nn.Module], bool]:
+        """Keep the values of every module the body's source reads, so any read order works.
+
+        Returns the modules, and whether every read in the source named at least one of them.
+        """
         watched = []
+        resolved = True
         for access in block.accesses:
             root = lookup(access.root)
-            if isinstance(root, Envoy) and root._root._module is self.model._module:
+            targets = []
+            if self._is_own_envoy(root):
                 steps = tuple(
                     (step, arg.evaluate(lookup, block.assigned) if isinstance(arg, Index) else arg)
                     for step, arg in access.steps
                 )
-                for module, kind in root._watch_targets(steps, access.kind):
-                    interleaver.watch(module, kind)
-                    watched.append(module)
-        return watched
+                targets = root._watch_targets(steps, access.kind)
+            for module, kind in targets:
+                interleaver.watch(module, kind)
+                watched.append(module)
+            resolved = resolved and bool(targets)
+        return watched, resolved
+
+    def _is_own_envoy(self, value: Any) -> bool:
+        return isinstance(value, Envoy) and value._root._module is self.model._module
 
     def _close(self) -> None:
         observers.trace_closed(self)

@@ -38,11 +38,16 @@ class Passive:
     builtins: frozenset[str]  # builtins it calls: not shadowed
 
     def holds(self, lookup: Callable[[str], Any], is_envoy: Callable[[Any], bool]) -> bool:
+        """Whether the names, as bound where the block runs (``lookup``), are what they seem."""
         return (
             all(is_envoy(lookup(name)) for name in self.envoys)
             and all(type(lookup(name)) is list for name in self.lists)
-            and all(lookup(name) in (None, getattr(builtins, name)) for name in self.builtins)
+            and all(_unshadowed(lookup(name), name) for name in self.builtins)
         )
+
+
+def _unshadowed(value: Any, name: str) -> bool:
+    return value is None or value is getattr(builtins, name)
 
 
 def passive(body: list[ast.stmt]) -> Passive | None:

@@ -1374,6 +1374,33 @@ def test_a_trace_hooks_only_what_its_body_reads_and_the_blocks_around_it(tiny_ll
     assert_clean(hf)
 
 
+def test_traces_reuse_the_greenlets_their_forwards_ran_on(seq, x):
+    from lenslab.engine import interleaver
+
+    model = NNsight(seq)
+    idle = interleaver._idle_workers()
+    with model.trace(x):
+        model[0].output.save()
+    parked = list(idle)
+    for _ in range(10):  # plain, failing, stopped and nested traces all hand theirs back
+        with model.trace(x):
+            model[0].output.clone()
+        with pytest.raises(KeyError), model.trace(x):
+            model[0].output.save()
+            {}["missing"]
+        with model.trace(x) as tracer:
+            model[0].output.save()
+            tracer.stop()
+        with model.trace(x):
+            first = model[0].output.clone()
+            with model.trace(x):
+                inner = model[2].output.save()
+    assert len(idle) == max(len(parked), 2)  # the nested trace needed a second one
+    assert all(any(g is p for g in idle) for p in parked)
+    assert torch.equal(first, seq[0](x)) and inner.shape == seq(x).shape
+    assert_clean(seq)
+
+
 def test_a_finished_trace_lets_go_of_its_values_without_the_garbage_collector(tiny_llama):
     import gc
     import weakref

@@ -1,4 +1,4 @@
-"""Runs one forward on its own greenlet and pauses it wherever a trace body asks for a value.
+"""Runs one forward on a greenlet and pauses it wherever a trace body asks for a value.
 
 Why greenlets: a trace body runs as ordinary Python on the caller's thread (so pdb, magics,
 ``exec`` and tracebacks behave as usual), while the forward waits inside a module hook. A
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,7 +69,9 @@ class Interleaver:
         self._recorded: set[tuple[nn.Module, str]] = set()
         self._seen: set[Key] = set()
         self._observers: dict[tuple[nn.Module, str], list[Callable[[int, Any], None]]] = {}
-        self.greenlet = greenlet(self._main)
+        self.greenlet = _take_worker()
+        self._started = self._ended = False
+        self._escaped: BaseException | None = None  # raised by the forward, for resume()
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -109,9 +112,16 @@ class Interleaver:
 
     # -- driving, from the caller's greenlet ----------------------------------------------------
 
-    def resume(self) -> Any:
-        """Let the forward run until it next needs a body; returns what it hands back."""
-        return self.greenlet.switch()
+    def resume(self) -> None:
+        """Let the forward run until it next needs a body (or ends); raise what it raised."""
+        if self._started:
+            self.greenlet.switch()
+        else:
+            self._started = True
+            self.greenlet.switch(self._main)
+        error, self._escaped = self._escaped, None
+        if error is not None:
+            raise error
 
     def abort(self) -> None:
         """Unwind a paused forward (removing its hooks) and end every body still waiting.
@@ -120,7 +130,10 @@ class Interleaver:
         waiting for the garbage collector would keep the output (SmolLM2's logits are megabytes)
         alive into the next trace, and the allocator would fetch fresh pages for each one.
         """
-        if self.greenlet and not self.greenlet.dead:
+        if not self._started:
+            self._started = self._ended = True
+            _idle_workers().append(self.greenlet)
+        elif not self._ended:
             self.greenlet.throw(_Abort())
         self._remove_hooks()  # also when the forward never started
         for mediator in self.mediators:
@@ -141,7 +154,15 @@ class Interleaver:
 
     # -- the forward's greenlet -----------------------------------------------------------------
 
-    def _main(self) -> Any:
+    def _main(self) -> None:
+        try:
+            self._forward()
+        except BaseException as error:  # the greenlet waiting in resume() raises it
+            self._escaped = error
+        finally:
+            self._ended = True
+
+    def _forward(self) -> Any:
         step_hook = self.root.register_forward_pre_hook(self._on_step, prepend=True)
         try:
             for mediator in self.mediators:
@@ -220,9 +241,52 @@ class Interleaver:
             self.failure = error
 
 
+# -- the greenlets forwards run on ---------------------------------------------------------------
+# Making and finishing a greenlet costs ~15 us, ten times a switch, on every trace; so each
+# thread keeps the greenlets whose forwards ended, parked in a loop that runs the next one.
+
+_workers = threading.local()
+
+
+def _idle_workers() -> list[greenlet]:
+    idle = getattr(_workers, "idle", None)
+    if idle is None:
+        idle = _workers.idle = []
+    return idle
+
+
+def _take_worker() -> greenlet:
+    """A greenlet for one forward; when the forward ends it goes back to the greenlet asking now."""
+    idle = _idle_workers()
+    worker = idle.pop() if idle else greenlet(_serve)
+    worker.parent = getcurrent()
+    return worker
+
+
+def _serve(job: Callable[[], None]) -> None:
+    me = getcurrent()
+    while True:
+        job()
+        del job  # a parked worker holds nothing of the forward it ran
+        _idle_workers().append(me)
+        job = _park(me)
+
+
+def _park(me: greenlet) -> Callable[[], None]:
+    """Wait for the next forward (a stray child greenlet ending here does not count)."""
+    while True:
+        job = me.parent.switch()
+        if callable(job):
+            return job
+
+
 def end_greenlet(g: greenlet) -> None:
-    """Finish a suspended body greenlet, running its ``finally`` blocks."""
+    """Finish a suspended body greenlet, running its ``finally`` blocks.
+
+    It ends back here, not in its parent: that may be a worker parked for the next forward.
+    """
     if g and not g.dead:
+        g.parent = getcurrent()
         with contextlib.suppress(GreenletExit):
             g.throw(GreenletExit)
 

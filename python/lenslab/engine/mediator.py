@@ -263,7 +263,7 @@ class Mediator:
         if self.slot is not None:
             self._hold(self.slot.label, self.slot.value)
         self.slot = None
-        self.interleaver.greenlet.switch()
+        self.interleaver.resume()
         if self._held:
             self._held = [(label, t, t._version) for label, t, _ in self._held]
 

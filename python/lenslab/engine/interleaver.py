@@ -162,7 +162,7 @@ class Interleaver:
         finally:
             self._ended = True
 
-    def _forward(self) -> Any:
+    def _forward(self) -> None:
         step_hook = self.root.register_forward_pre_hook(self._on_step, prepend=True)
         try:
             for mediator in self.mediators:
@@ -171,7 +171,7 @@ class Interleaver:
                     self._raise_if_failed()
             self.result = self._run()
         except _Abort:
-            return None
+            return
         finally:
             self.finished = True
             step_hook.remove()
@@ -180,7 +180,6 @@ class Interleaver:
             mediator.forward_finished()
             if self.failure is not None:
                 break
-        return self.result
 
     def _raise_if_failed(self) -> None:
         if self.failure is not None:

@@ -29,6 +29,7 @@ class Envoy:
         self._root: Envoy = root if root is not None else self
         self._children: dict[str, Envoy] = {}
         self._by_index: dict[int, Envoy] = {}  # model.layers[i] is on every hot path
+        self._targets: dict[tuple[Any, ...], tuple[tuple[nn.Module, str], ...]] = {}
 
     # -- values in a trace -------------------------------------------------------------------
 
@@ -134,6 +135,7 @@ class Envoy:
     def _rebind(self, module: nn.Module) -> None:
         """Point this envoy (and every child made so far) at ``module``'s tree."""
         self._module = module
+        self._targets.clear()
         for name, child in self._children.items():
             child._rebind(module._modules[name])  # type: ignore[arg-type]
 
@@ -156,10 +158,19 @@ class Envoy:
 
     def _watch_targets(
         self, steps: tuple[tuple[str, Any], ...], kind: str
-    ) -> list[tuple[nn.Module, str]]:
-        """(module, "output" | "input") pairs a source access ``self.<steps>.<kind>`` reads."""
-        hook = "output" if kind == "output" else "input"
-        return [(module, hook) for module in self._modules_at(steps)]
+    ) -> tuple[tuple[nn.Module, str], ...]:
+        """(module, "output" | "input") pairs a source access ``self.<steps>.<kind>`` reads.
+
+        Kept per envoy: every trace of a block asks again, and the tree stays put (like the
+        envoys themselves; ``_rebind`` starts afresh).
+        """
+        key = (steps, kind)
+        targets = self._targets.get(key)
+        if targets is None:
+            hook = "output" if kind == "output" else "input"
+            targets = tuple((module, hook) for module in self._modules_at(steps))
+            self._targets[key] = targets
+        return targets
 
     def _modules_at(self, steps: tuple[tuple[str, Any], ...]) -> list[nn.Module]:
         """Modules a source path can reach from here (an index of None: every child)."""

@@ -17,7 +17,7 @@ import contextlib
 import itertools
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .mediator import Mediator
 
 Key = tuple[nn.Module, str, int]  # (module, "output" | "input", step; -1 for unstepped)
+KINDS = ("input", "output")
 
 
 @dataclass
@@ -59,13 +60,17 @@ class Interleaver:
         self.unstepped = run.unstepped
         self.mediators: list[Mediator] = []
         self.values: dict[Key, Any] = {}  # what watched modules produced, full batch
-        self.step = -1  # calls of the root module so far (generation steps)
+        # Calls of the root module so far (generation steps). A single forward needs no count:
+        # it is step 0 throughout, and the root keeps torch's fast path (no pre-hook of ours).
+        self._counts_steps = run.steps > 1 or bool(run.unstepped)
+        self.step = -1 if self._counts_steps else 0
         self.finished = False
         self.result: Any = None
         self.failure: BaseException | None = None
         self.current: Key | None = None  # the value being handed to bodies right now
         self._run = run.call
         self._hooks: dict[tuple[nn.Module, str], int] = {}
+        self._parents: dict[nn.Module, nn.Module | None] | None = None
         self._recorded: set[tuple[nn.Module, str]] = set()
         self._seen: set[Key] = set()
         self._observers: dict[tuple[nn.Module, str], list[Callable[[int, Any], None]]] = {}
@@ -77,33 +82,41 @@ class Interleaver:
 
     def watch(self, module: nn.Module, kind: str) -> None:
         """Keep (and offer to bodies) the values ``module`` produces of this kind."""
-        self._recorded.add((module, kind))
-        self._hook(module, kind)
+        self.watch_each(((module, kind),))
 
     def watch_all(self) -> None:
         """Keep every module's input and output: for bodies whose reads cannot be foreseen."""
-        for module in self.root.modules():
-            self.watch(module, "input")
-            self.watch(module, "output")
+        self.watch_each((module, kind) for module in self.root.modules() for kind in KINDS)
 
-    def _hook(self, module: nn.Module, kind: str) -> None:
-        if (module, kind) in self._hooks:
-            return
-        # A body paused here may next ask for an enclosing block's output (through a path the
-        # source did not show). torch takes a module call's hooks when the call starts, so the
-        # blocks around every place a body can pause get their output hook now, before they
-        # run; by induction the blocks running whenever a body is paused all have one.
-        if module is not self.root:
-            self._hook(_parents(self.root).get(module) or self.root, "output")
-        # What register_forward_(pre_)hook does, minus its RemovableHandle (weakrefs, ~2 us a
-        # module on the per-trace path); ids come from a range torch's own counter never reaches.
-        hook_id = next(_hook_ids)
-        if kind == "output":
-            module._forward_hooks[hook_id] = self._on_output
-        else:
-            module._forward_pre_hooks[hook_id] = self._on_input
-            module._forward_pre_hooks_with_kwargs[hook_id] = True
-        self._hooks[(module, kind)] = hook_id
+    def watch_each(
+        self, targets: Iterable[tuple[nn.Module, str]], *, enclosing: bool = True
+    ) -> None:
+        """``watch`` for each (module, kind) pair (one call: this runs on every trace).
+
+        A body paused at a module may next ask for an enclosing block's output (through a path
+        the source did not show). torch takes a module call's hooks when the call starts, so the
+        blocks around every place a body can pause get their output hook now, before they run
+        (``enclosing=False``: for a body that never pauses mid-forward, see passive.py).
+        """
+        root, hooks, recorded = self.root, self._hooks, self._recorded
+        for target in targets:
+            recorded.add(target)
+            module, kind = target
+            while (module, kind) not in hooks:  # climb until a block that has its hook
+                # What register_forward_(pre_)hook does, minus its RemovableHandle (weakrefs,
+                # ~2 us a module); ids come from a range torch's own counter never reaches.
+                hook_id = next(_hook_ids)
+                if kind == "output":
+                    module._forward_hooks[hook_id] = self._on_output
+                else:
+                    module._forward_pre_hooks[hook_id] = self._on_input
+                    module._forward_pre_hooks_with_kwargs[hook_id] = True
+                hooks[(module, kind)] = hook_id
+                if module is root or not enclosing:
+                    break
+                if self._parents is None:
+                    self._parents = _parents(root)
+                module, kind = self._parents.get(module) or root, "output"
 
     def observe(self, module: nn.Module, kind: str, record: Callable[[int, Any], None]) -> None:
         """Call ``record(step, value)`` with each final value of ``module`` (after edits)."""
@@ -135,7 +148,8 @@ class Interleaver:
             _idle_workers().append(self.greenlet)
         elif not self._ended:
             self.greenlet.throw(_Abort())
-        self._remove_hooks()  # also when the forward never started
+        if self._hooks:  # also when the forward never started
+            self._remove_hooks()
         for mediator in self.mediators:
             mediator.close()
         self.mediators.clear()
@@ -163,10 +177,12 @@ class Interleaver:
             self._ended = True
 
     def _forward(self) -> None:
-        step_hook = self.root.register_forward_pre_hook(self._on_step, prepend=True)
+        step_hook = None
+        if self._counts_steps:
+            step_hook = self.root.register_forward_pre_hook(self._on_step, prepend=True)
         try:
             for mediator in self.mediators:
-                if mediator.start_on is None:
+                if not mediator.started and mediator.start_on is None:
                     mediator.start()
                     self._raise_if_failed()
             self.result = self._run()
@@ -174,12 +190,14 @@ class Interleaver:
             return
         finally:
             self.finished = True
-            step_hook.remove()
+            if step_hook is not None:
+                step_hook.remove()
             self._remove_hooks()
         for mediator in self.mediators:
-            mediator.forward_finished()
-            if self.failure is not None:
-                break
+            if mediator.deferred:  # an inline body waits on no one
+                mediator.forward_finished()
+                if self.failure is not None:
+                    break
 
     def _raise_if_failed(self) -> None:
         if self.failure is not None:
@@ -256,7 +274,7 @@ def _idle_workers() -> list[greenlet]:
 
 def _take_worker() -> greenlet:
     """A greenlet for one forward; when the forward ends it goes back to the greenlet asking now."""
-    idle = _idle_workers()
+    idle = getattr(_workers, "idle", None)
     worker = idle.pop() if idle else greenlet(_serve)
     worker.parent = getcurrent()
     return worker
@@ -292,9 +310,7 @@ def end_greenlet(g: greenlet) -> None:
 
 _hook_ids = itertools.count(1 << 48)
 
-_parent_cache: weakref.WeakKeyDictionary[nn.Module, dict[nn.Module, nn.Module | None]] = (
-    weakref.WeakKeyDictionary()
-)
+_parent_cache: dict[int, tuple[weakref.ref[nn.Module], dict[nn.Module, nn.Module | None]]] = {}
 
 
 def _parents(root: nn.Module) -> dict[nn.Module, nn.Module | None]:
@@ -304,17 +320,19 @@ def _parents(root: nn.Module) -> dict[nn.Module, nn.Module | None]:
     the root. Containers never called (ModuleList, ModuleDict) are passed over. The root itself
     shows as None, so the cache holds no reference to its own key.
     """
-    found = _parent_cache.get(root)
-    if found is None:
-        found = {}
-        stack: list[tuple[nn.Module, nn.Module | None]] = [(root, None)]
-        while stack:
-            module, called = stack.pop()
-            for child in module._modules.values():
-                if child is not None:
-                    found[child] = called
-                    stack.append((child, called if isinstance(child, _UNCALLED) else child))
-        _parent_cache[root] = found
+    hit = _parent_cache.get(id(root))  # by id: a WeakKeyDictionary lookup runs Python code
+    if hit is not None and hit[0]() is root:
+        return hit[1]
+    found: dict[nn.Module, nn.Module | None] = {}
+    stack: list[tuple[nn.Module, nn.Module | None]] = [(root, None)]
+    while stack:
+        module, called = stack.pop()
+        for child in module._modules.values():
+            if child is not None:
+                found[child] = called
+                stack.append((child, called if isinstance(child, _UNCALLED) else child))
+    key = id(root)
+    _parent_cache[key] = (weakref.ref(root, lambda _: _parent_cache.pop(key, None)), found)
     return found
 
 

@@ -84,7 +84,8 @@ class Mediator:
         # A deferred body starts when the forward first reaches one of these modules (None: at
         # once), so that names bound by earlier invokes up to that point are visible to it.
         self.start_on: frozenset[nn.Module] | None = None
-        self.started = body is None
+        self.deferred = body is not None  # runs on its own greenlet, inside the forward
+        self.started = not self.deferred
         if body is None:  # runs inline on the caller's greenlet
             self.greenlet = getcurrent()
             self.activate()
@@ -107,7 +108,7 @@ class Mediator:
     def close(self) -> None:
         """Forget this body; end its greenlet if it is suspended mid-body."""
         self.deactivate()
-        if self._body is not None:
+        if self.deferred:
             end_greenlet(self.greenlet)
 
     # -- called on the forward's greenlet -------------------------------------------------------
@@ -133,7 +134,7 @@ class Mediator:
         """Wake a deferred body still waiting, so its read raises ModuleNotCalledError."""
         if not self.started:
             self.start()
-        elif self._body is not None and self.waiting is not None:
+        elif self.deferred and self.waiting is not None:
             self.greenlet.switch()
 
     def _run_body(self) -> None:
@@ -212,18 +213,23 @@ class Mediator:
         return (module, "output" if kind == "output" else "input", step)
 
     def _value(self, envoy: Envoy, kind: str) -> Any:
-        key = self._key(envoy, kind)
+        il = self.interleaver
+        module = envoy._module  # the key as in _key(), inline: every read comes here
+        key = (
+            module,
+            "output" if kind == "output" else "input",
+            -1 if module in il.unstepped else self.step,
+        )
         slot = self.slot
         if slot is not None and slot.key == key:
             return slot.value
-        il = self.interleaver
-        if key in il.values and key != il.current:  # already passed (and it was watched)
-            value = il.values[key]
-            self._hold(f"{envoy._name}.{kind}", value)
-            return value
         if self.run_through and not il.finished:
             il.resume()
-            return self._value(envoy, kind)
+        if key in il.values and key != il.current:  # already passed (and it was watched)
+            value = il.values[key]
+            if not (type(value) is torch.Tensor and value.is_inference()):  # the common read
+                self._hold(f"{envoy._name}.{kind}", value)
+            return value
         if not self._wait(key, f"{envoy._name}.{kind}"):
             if il.failure is not None:  # another body (a model.edit()) failed: that is the error
                 raise il.failure
@@ -269,15 +275,14 @@ class Mediator:
 
     def finish(self) -> None:
         """The inline body is done: let the forward run to its end."""
-        self._check_held()
+        if self._held:
+            self._check_held()
         self.slot = None
         self.waiting = None
 
     # -- in-place edits of values the forward already used ---------------------------------------
 
     def _hold(self, label: str, value: Any) -> None:
-        if isinstance(value, torch.Tensor) and value.is_inference():  # the common read
-            return
         for tensor in tensors_in(value):
             # Inference-mode tensors keep no version counter, so their edits cannot be caught.
             if not tensor.is_inference():

@@ -39,15 +39,17 @@ class Passive:
 
     def holds(self, lookup: Callable[[str], Any], is_envoy: Callable[[Any], bool]) -> bool:
         """Whether the names, as bound where the block runs (``lookup``), are what they seem."""
-        return (
-            all(is_envoy(lookup(name)) for name in self.envoys)
-            and all(type(lookup(name)) is list for name in self.lists)
-            and all(_unshadowed(lookup(name), name) for name in self.builtins)
-        )
-
-
-def _unshadowed(value: Any, name: str) -> bool:
-    return value is None or value is getattr(builtins, name)
+        for name in self.envoys:  # loops, not all(...): this runs on every trace
+            if not is_envoy(lookup(name)):
+                return False
+        for name in self.lists:
+            if type(lookup(name)) is not list:
+                return False
+        for name in self.builtins:
+            value = lookup(name)
+            if value is not None and value is not getattr(builtins, name):
+                return False
+        return True
 
 
 def passive(body: list[ast.stmt]) -> Passive | None:

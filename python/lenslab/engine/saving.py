@@ -3,16 +3,17 @@
 Values inside a lenslab trace are real tensors, already bound to the user's variables, so
 ``.save()`` is only a marker: it records the value on the running trace (what the lab sidebar
 and remote execution report) and returns the value itself. For nnsight code to run unchanged,
-``torch.Tensor`` (and transformers' ``ModelOutput``) carry a ``save`` method only while at least
-one trace is open in the process; tuples a module returns come back as ``OutputTuple``.
+tensors (and transformers' ``ModelOutput``) have a ``save`` method while at least one trace is
+open in the process (see ``_WhileTracing``); tuples a module returns come back as
+``OutputTuple``.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from types import MethodType
 from typing import Any, TypeVar
 
 import torch
@@ -32,10 +33,6 @@ def save(value: T) -> T:
     if stack:
         stack[-1].append(value)
     return value
-
-
-def _save_method(self: T) -> T:
-    return save(self)
 
 
 class OutputTuple(tuple):
@@ -58,44 +55,76 @@ class OutputTuple(tuple):
         self._assign(tuple(items))
 
 
-def _savable_classes() -> list[type]:
-    classes: list[type] = [torch.Tensor]
+class _WhileTracing:
+    """A method classes carry only while some trace is open (instances see no attribute else).
+
+    Installed once, at the first trace, and never removed: setting and deleting a class
+    attribute on every trace would reset CPython's lookup caches of the class and all its
+    subclasses each time, and Python 3.13 stops caching lookups on a class changed ~1000 times
+    (every tensor attribute lookup then measured 1.8x slower, for the rest of the process).
+    On the class itself it reads as the plain function, as library code walking
+    ``dir(torch.Tensor)`` (torch.compile) expects.
+    """
+
+    def __init__(self, name: str, during: Callable[..., Any], otherwise: Callable[..., Any] | None):
+        self.name, self.during, self.otherwise = name, during, otherwise
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        method = self.during if _open_traces else self.otherwise
+        if instance is None:
+            return method or self.during
+        if method is None:
+            raise AttributeError(
+                f"{type(instance).__name__!r} object has no attribute {self.name!r}: lenslab "
+                f"adds .{self.name}() to values inside `with model.trace(...)` only."
+            )
+        return MethodType(method, instance)
+
+
+_SAVE = _WhileTracing("save", save, None)
+_installed: set[type] = set()
+
+
+def _install() -> None:
+    if not _installed:
+        torch.Tensor.backward = _WhileTracing(  # type: ignore[method-assign, assignment]
+            "backward", gradients.backward, gradients._torch_backward
+        )
+        torch.Tensor.save = _SAVE  # type: ignore[attr-defined]
+        _installed.add(torch.Tensor)
     hf_generic = sys.modules.get("transformers.utils.generic")
-    if hf_generic is not None:
-        classes.append(hf_generic.ModelOutput)
-    return classes
+    if hf_generic is not None and hf_generic.ModelOutput not in _installed:
+        hf_generic.ModelOutput.save = _SAVE
+        _installed.add(hf_generic.ModelOutput)
 
 
-@contextmanager
-def saving_enabled() -> Iterator[list[Any]]:
-    """What nnsight code expects of traced values, for the duration of a trace: a ``.save()``
-    method, and ``with loss.backward():`` (see gradients.py).
+def open_trace() -> list[Any]:
+    """A trace starts: traced values get what nnsight code expects of them, a ``.save()``
+    method and ``with loss.backward():`` (see gradients.py), while any trace is open.
 
-    Yields the list that collects this trace's saved values.
+    Returns the list that collects this trace's saved values; pass it to ``close_trace``.
+    (Plain functions, not a context manager: this runs on every trace.)
     """
     global _open_traces
+    if len(_installed) < 2:  # until transformers' ModelOutput has it too
+        _install()
     with _lock:
-        if _open_traces == 0:
-            for cls in _savable_classes():
-                cls.save = _save_method  # type: ignore[attr-defined]
-            torch.Tensor.backward = gradients.backward  # type: ignore[method-assign]
         _open_traces += 1
-    stack = getattr(_local, "saved", None)
-    if stack is None:
-        stack = _local.saved = []
     saved: list[Any] = []
-    stack.append(saved)
     try:
-        yield saved
-    finally:
-        for i in range(len(stack) - 1, -1, -1):
-            if stack[i] is saved:
-                del stack[i]
-                break
-        with _lock:
-            _open_traces -= 1
-            if _open_traces == 0:
-                for cls in _savable_classes():
-                    if cls.__dict__.get("save") is _save_method:
-                        del cls.save  # type: ignore[attr-defined]
-                torch.Tensor.backward = gradients._torch_backward  # type: ignore[method-assign]
+        _local.saved.append(saved)
+    except AttributeError:
+        _local.saved = [saved]
+    return saved
+
+
+def close_trace(saved: list[Any]) -> None:
+    """The trace that ``open_trace`` returned ``saved`` to has ended."""
+    global _open_traces
+    stack: list[list[Any]] = getattr(_local, "saved", [])
+    if stack and stack[-1] is saved:
+        stack.pop()
+    else:  # traces on one thread nest, but a generator may end one out of order
+        stack[:] = [other for other in stack if other is not saved]
+    with _lock:
+        _open_traces -= 1

@@ -13,6 +13,7 @@ import ast
 import linecache
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,11 @@ class Access:
     root: str
     steps: tuple[tuple[str, Any], ...]  # ("attr", name) or ("index", int | Index | None = any)
     kind: str
+
+    @cached_property
+    def variable(self) -> bool:
+        """Whether an index must be evaluated where the block runs (``layers[i]``)."""
+        return any(isinstance(arg, Index) for _, arg in self.steps)
 
 
 @dataclass(frozen=True)

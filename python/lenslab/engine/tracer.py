@@ -34,7 +34,7 @@ from .cache import Cache, chosen_envoys
 from .envoy import Envoy
 from .interleaver import Interleaver, Run, StopTrace
 from .mediator import Mediator
-from .saving import saving_enabled
+from .saving import close_trace, open_trace
 from .scan import shapes_only
 from .source import Index
 from .steps import StepLoop, Steps
@@ -97,9 +97,10 @@ class Tracer:
         self._interleaver: Interleaver | None = None
         self._inline: Mediator | None = None
         self._frame: FrameType | None = None
-        self._saving: Any = None
+        self._is_open = False  # between __enter__ and the end of __exit__
         self._caches: list[Cache] = []
         self._unskip: Callable[[], None] | None = None  # undoes the skip of a deferred body
+        self._opened_on: greenlet | None = None  # where __enter__ ran (see _open)
 
     # -- inside the block ------------------------------------------------------------------
 
@@ -169,7 +170,7 @@ class Tracer:
 
     def stop(self) -> None:
         """End the trace here: later modules do not run; values read so far stay."""
-        if self._saving is None:
+        if not self._is_open:
             raise TraceStateError("tracer.stop() can only be called inside its with-block.")
         raise StopTrace
 
@@ -179,11 +180,17 @@ class Tracer:
         if not self._scan:  # a scan needs no weights: a lazy model stays on the meta device
             self.model._ready()
         frame = sys._getframe(1)
-        _refuse_interleaving(self.model, frame)
+        here = getcurrent()
+        opened_here = _open.get(here)
+        if opened_here:
+            _refuse_interleaving(self.model, frame, opened_here)
+        else:
+            opened_here = _open[here] = []
         self._frame = frame
-        self._saving = saving_enabled()
-        self.saved = self._saving.__enter__()
-        _open.setdefault(getcurrent(), []).append(self)
+        self.saved = open_trace()
+        self._is_open = True
+        opened_here.append(self)
+        self._opened_on = here
         try:
             if self._inputs is not None:
                 prepared = self.model._prepare(*self._inputs)
@@ -204,7 +211,8 @@ class Tracer:
         traceback: TracebackType | None,
     ) -> bool:
         try:
-            self._restore_tracing()
+            if self._unskip is not None:
+                self._restore_tracing()
             if error_type is None or error_type is frames.SkipBody:
                 if self._interleaver is None and not self._pending:
                     raise InputError(
@@ -214,7 +222,8 @@ class Tracer:
                 self._finish_inline()
                 if self._validate:
                     self._run_deferred(list(self._pending), scan=True)
-                self._flush()
+                if self._pending:
+                    self._flush()
         finally:
             self._close()
         return error_type in (StopTrace, frames.SkipBody)
@@ -227,13 +236,15 @@ class Tracer:
         run_through = False
         if block is not None:
             lookup = _lookup(frame)
-            _, resolved = self._watch(interleaver, block, lookup)
+            targets, resolved = self._targets(block, lookup)
             run_through = (
                 resolved
                 and self.method == "forward"
                 and block.passive is not None
                 and block.passive.holds(lookup, self._is_own_envoy)
             )
+            # A body that never pauses mid-forward needs no hooks on the enclosing blocks.
+            interleaver.watch_each(targets, enclosing=not run_through)
         else:  # no source to tell what the body reads: keep everything, so any order works
             interleaver.watch_all()
         self._interleaver = interleaver
@@ -273,9 +284,9 @@ class Tracer:
         return frames.skip_body(frame, bound, block.body_line)
 
     def _restore_tracing(self) -> None:
-        if self._unskip is not None:
-            self._unskip()
-            self._unskip = None
+        unskip, self._unskip = self._unskip, None
+        if unskip is not None:
+            unskip()
 
     def _flush(self) -> None:
         """Run the pending bodies inside one batched forward, then bind their names here."""
@@ -305,9 +316,10 @@ class Tracer:
                 interleaver, rows, functools.partial(exec, body.block.body, namespace)
             )
             mediator.after_switch = _publisher(body.block.assigned, namespaces, index)
-            watched, _ = self._watch(interleaver, body.block, namespace.get)
-            if index > 0 and watched:
-                mediator.start_on = frozenset(watched)
+            targets, _ = self._targets(body.block, namespace.get)
+            interleaver.watch_each(targets)
+            if index > 0 and targets:
+                mediator.start_on = frozenset(module for module, _ in targets)
         interleaver.resume()
         failure = interleaver.failure
         if failure is not None and not isinstance(failure, StopTrace):
@@ -329,52 +341,57 @@ class Tracer:
         for edit in getattr(self.model, "_edits", ()):
             namespace = dict(edit.namespace)
             Mediator(interleaver, None, functools.partial(exec, edit.block.body, namespace))
-            self._watch(interleaver, edit.block, namespace.get)
+            interleaver.watch_each(self._targets(edit.block, namespace.get)[0])
         return interleaver
 
-    def _watch(
-        self,
-        interleaver: Interleaver,
-        block: Block,
-        lookup: Callable[[str], Any],
-    ) -> tuple[list[nn.Module], bool]:
-        """Keep the values of every module the body's source reads, so any read order works.
-
-        Returns the modules, and whether every read in the source named at least one of them.
-        """
-        watched = []
+    def _targets(
+        self, block: Block, lookup: Callable[[str], Any]
+    ) -> tuple[list[tuple[nn.Module, str]], bool]:
+        """The (module, kind) values the body's source reads, to keep as the forward passes
+        them, so any read order works; and whether every read named at least one module."""
+        targets: list[tuple[nn.Module, str]] = []
         resolved = True
         for access in block.accesses:
             root = lookup(access.root)
-            targets = []
-            if self._is_own_envoy(root):
+            if not self._is_own_envoy(root):
+                resolved = False
+                continue
+            steps = access.steps
+            if access.variable:
                 steps = tuple(
                     (step, arg.evaluate(lookup, block.assigned) if isinstance(arg, Index) else arg)
-                    for step, arg in access.steps
+                    for step, arg in steps
                 )
-                targets = root._watch_targets(steps, access.kind)
-            for module, kind in targets:
-                interleaver.watch(module, kind)
-                watched.append(module)
-            resolved = resolved and bool(targets)
-        return watched, resolved
+            found = root._watch_targets(steps, access.kind)
+            targets.extend(found)
+            resolved = resolved and bool(found)
+        return targets, resolved
+
+    def _forget(self) -> None:
+        here = self._opened_on
+        stack = _open.get(here)
+        if stack and self in stack:
+            stack.remove(self)
+            if not stack:
+                del _open[here]
 
     def _is_own_envoy(self, value: Any) -> bool:
         return isinstance(value, Envoy) and value._root._module is self.model._module
 
     def _close(self) -> None:
         observers.trace_closed(self)
-        self._restore_tracing()
-        _forget(self)
+        if self._unskip is not None:
+            self._restore_tracing()
+        self._forget()
         if self._inline is not None:
             self._inline.deactivate()
             self._inline = None
         if self._interleaver is not None:
             self._interleaver.abort()
             self._interleaver = None
-        if self._saving is not None:
-            self._saving.__exit__(None, None, None)
-            self._saving = None
+        if self._is_open:
+            close_trace(self.saved)
+            self._is_open = False
 
 
 class Invoker:
@@ -429,14 +446,14 @@ def open_tracer(model: Traceable) -> Tracer | None:
     return None
 
 
-def _refuse_interleaving(model: Traceable, frame: FrameType) -> None:
+def _refuse_interleaving(model: Traceable, frame: FrameType, opened: list[Tracer]) -> None:
     """Refuse a second trace of ``model`` while another is paused off this call stack.
 
     Asyncio tasks and generators can suspend a with-block and open another on the same thread.
     Reads are routed to the innermost open trace of a model, so the suspended one would later
     read this one's values. A trace opened *inside* another's body (a helper function) is fine.
     """
-    for other in _open.get(getcurrent(), ()):
+    for other in opened:
         if other.model._module is model._module and not _on_stack(other._frame, frame):
             raise TraceStateError(
                 "another trace of this model is open on this thread, suspended outside the "
@@ -453,14 +470,6 @@ def _on_stack(target: FrameType | None, frame: FrameType | None) -> bool:
         frame = frame.f_back
     return False
 
-
-def _forget(tracer: Tracer) -> None:
-    for key, stack in list(_open.items()):
-        if tracer in stack:
-            stack.remove(tracer)
-            if not stack:
-                del _open[key]
-            return
 
 
 def _lookup(frame: FrameType) -> Callable[[str], Any]:

@@ -196,7 +196,7 @@ class LanguageModel(NNsight):
 
     def _watch_targets(
         self, steps: tuple[tuple[str, Any], ...], kind: str
-    ) -> list[tuple[nn.Module, str]]:
+    ) -> tuple[tuple[nn.Module, str], ...]:
         """Source accesses through standardized names, translated to the real module paths."""
         layout = self._layout
         if layout is not None and kind in INDEXED_VALUES and steps:

@@ -117,8 +117,12 @@ class NNsight(Envoy):
         """Make the real weights available (lazy wrappers load them here)."""
 
     def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Prepared:
-        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-        size = tensors[0].shape[0] if tensors and tensors[0].dim() > 0 else 1
+        size = 1  # the first tensor's first dimension: the batch
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, torch.Tensor):
+                if value.dim() > 0:
+                    size = value.shape[0]
+                break
         return Prepared(args, kwargs, size)
 
     def _batch(self, prepared: list[Prepared], method: str, options: dict[str, Any]) -> Run:

@@ -15,13 +15,14 @@ import random
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CASES = {  # name: (description, reps per round)
-    "no_compute_one": ("30 tiny Linear layers, save 1 value", 200),
-    "no_compute_all": ("30 tiny Linear layers, save all 30", 100),
+    "no_compute_one": ("30 tiny Linear layers, save 1 value", 500),
+    "no_compute_all": ("30 tiny Linear layers, save all 30", 300),
     "gpt2_one": ("tiny GPT-2, save one layer", 50),
     "smol_one": ("SmolLM2, save one layer", 25),
     "smol_all": ("SmolLM2, save all 30 layers", 25),
@@ -74,20 +75,50 @@ def _pair_ratios(timings: dict[str, list]) -> list[float]:
     return [lib / raw for raw, lib in zip(timings["raw"], timings["lib"])]
 
 
-def interval(*timings: dict[str, list], resamples: int = 2000) -> str:
+def interval(*timings: dict[str, list]) -> str:
     """95% bootstrap interval of ``paired_ratio`` (of the first over the second, given two).
 
     On a noisy machine a ratio's last digit means little; the interval says whether a target
     is met beyond the noise.
     """
-    rng = random.Random(0)
     samples = [_pair_ratios(t) for t in timings]
+    low, high = _bootstrap(lambda m: m[0] / m[1] if len(m) == 2 else m[0], samples)
+    return f"{low:.3f}–{high:.3f}"
+
+
+def _bootstrap(
+    statistic: Callable[[list[float]], float], samples: list[list[float]], resamples: int = 2000
+) -> tuple[float, float]:
+    """95% interval of ``statistic`` of the samples' medians, resampling each sample."""
+    rng = random.Random(0)
     estimates = []
     for _ in range(resamples):
-        medians = [statistics.median(rng.choices(s, k=len(s))) for s in samples]
-        estimates.append(medians[0] / medians[1] if len(medians) == 2 else medians[0])
+        estimates.append(statistic([statistics.median(rng.choices(s, k=len(s))) for s in samples]))
     low, *_, high = statistics.quantiles(estimates, n=40)
-    return f"{low:.3f}–{high:.3f}"
+    return low, high
+
+
+def overheads(one: dict[str, list], every: dict[str, list]) -> str:
+    """Microseconds per trace and per extra saved value, from rep-by-rep differences.
+
+    Per trace: the median of (library - raw) over adjacent reps saving one value; per extra
+    value: the same for all 30 values, less the per-trace part, over the 29 extra values.
+    """
+    diffs = [[(lib - raw) * 1e6 for raw, lib in zip(t["raw"], t["lib"])] for t in (one, every)]
+
+    def per_trace(m: list[float]) -> float:
+        return m[0]
+
+    def per_value(m: list[float]) -> float:
+        return (m[1] - m[0]) / 29
+
+    parts = []
+    for statistic, unit in ((per_trace, "per trace"), (per_value, "per extra saved value")):
+        value = statistic([statistics.median(d) for d in diffs])
+        low, high = _bootstrap(statistic, diffs)
+        digits = 0 if unit == "per trace" else 1
+        parts.append(f"{value:.{digits}f} µs ({low:.{digits}f}–{high:.{digits}f}) {unit}")
+    return ", ".join(parts)
 
 
 def spread(times: list[float]) -> str:
@@ -181,16 +212,17 @@ def report(results: dict, memory: dict, libraries: list[str]) -> str:
                 f"| {paired_ratio(lens) / paired_ratio(nn):.3f} ({interval(lens, nn)}) |"
             )
         lines.append(row)
-    if "no_compute_one" in results and "no_compute_all" in results:
-        lines += ["", "Overheads on the no-compute model (library minus raw, medians):", ""]
-    for library in libraries if "no_compute_one" in results else []:
-        one = results["no_compute_one"][library]
-        every = results["no_compute_all"][library]
-        per_trace = (median_ms(one["lib"]) - median_ms(one["raw"])) * 1e3
-        per_save = ((median_ms(every["lib"]) - median_ms(every["raw"])) * 1e3 - per_trace) / 29
-        lines.append(
-            f"- {library}: {per_trace:.0f} µs per trace, {per_save:.1f} µs per extra saved value"
-        )
+    both = "no_compute_one" in results and "no_compute_all" in results
+    if both:
+        lines += [
+            "",
+            "Overheads on the no-compute model (medians of the rep-by-rep differences between "
+            "the library and raw, with 95% bootstrap intervals):",
+            "",
+        ]
+    for library in libraries if both else []:
+        one, every = results["no_compute_one"][library], results["no_compute_all"][library]
+        lines.append(f"- {library}: {overheads(one, every)}")
     if memory:
         lines += ["", "Peak memory above the resident baseline, 8 prompts of SmolLM2:", ""]
     for library in memory:

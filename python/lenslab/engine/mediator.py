@@ -158,6 +158,8 @@ class Mediator:
         full = self._value(envoy, kind)
         il = self.interleaver
         if kind == "output":
+            if self.rows is None and type(full) is not tuple:  # the common read: as it is
+                return full
             value = view(full, self.rows, il.batch)
             if isinstance(value, OutputTuple):
                 value._assign = functools.partial(self.write, envoy, kind)
@@ -224,7 +226,7 @@ class Mediator:
         if slot is not None and slot.key == key:
             return slot.value
         if self.run_through and not il.finished:
-            il.resume()
+            il.run_here()
         if key in il.values and key != il.current:  # already passed (and it was watched)
             value = il.values[key]
             if not (type(value) is torch.Tensor and value.is_inference()):  # the common read

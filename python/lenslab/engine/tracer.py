@@ -240,6 +240,7 @@ class Tracer:
             run_through = (
                 resolved
                 and self.method == "forward"
+                and not interleaver.mediators  # no model.edit() bodies: they pause
                 and block.passive is not None
                 and block.passive.holds(lookup, self._is_own_envoy)
             )
@@ -249,7 +250,7 @@ class Tracer:
             interleaver.watch_all()
         self._interleaver = interleaver
         self._inline = Mediator(interleaver, run.rows[0])
-        self._inline.run_through = run_through
+        self._inline.run_through = interleaver.unattended = run_through
 
     def _finish_inline(self) -> None:
         mediator = self._inline
@@ -257,7 +258,9 @@ class Tracer:
             return
         interleaver = mediator.interleaver
         mediator.finish()
-        if not interleaver.finished:
+        if mediator.run_through and not interleaver.finished:  # it read nothing
+            interleaver.run_here()
+        elif not interleaver.finished:
             interleaver.resume()
         self._result = interleaver.result
         mediator.deactivate()

@@ -233,3 +233,58 @@ def test_saving_every_layer_of_smollm2_equals_hidden_states(smollm2):
     for i in range(len(layers) - 1):  # the last hidden state is after the final norm
         torch.testing.assert_close(kept[i], hidden[i + 1], rtol=0, atol=0)
     assert_clean(smollm2._model)
+
+
+class _Where(nn.Module):
+    """Records the greenlet each call runs on, and can raise from inside the forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Linear(4, 4)
+        self.ran_on: list = []
+        self.interrupt = False
+
+    def forward(self, x):
+        from greenlet import getcurrent
+
+        self.ran_on.append(getcurrent())
+        if self.interrupt:
+            raise KeyboardInterrupt
+        return self.inner(x)
+
+
+def test_a_passive_trace_runs_its_forward_as_a_plain_call_and_a_pausing_one_does_not():
+    from greenlet import getcurrent
+
+    net = NNsight(_Where())
+    with torch.no_grad(), net.trace(X):
+        kept = net.inner.output.save()
+    with torch.no_grad(), net.trace(X):
+        doubled = (net.inner.output * 2).save()  # uses the value: pauses the forward
+    assert net._module.ran_on[0] is getcurrent()
+    assert net._module.ran_on[1] is not getcurrent()
+    assert torch.equal(doubled, kept * 2)
+    assert_clean(net._module)
+
+
+def test_ctrl_c_inside_a_passive_forward_leaves_the_model_clean():
+    net = NNsight(_Where())
+    net._module.interrupt = True
+    with pytest.raises(KeyboardInterrupt), torch.no_grad(), net.trace(X):
+        net.inner.output.save()
+    assert_clean(net._module)
+    net._module.interrupt = False
+    with hooked({"inner": net._module.inner}) as captured, torch.no_grad(), net.trace(X):
+        kept = net.inner.output.save()
+    assert kept is captured["inner"]
+
+
+def test_save_outside_a_trace_says_where_it_works_and_the_class_stays_walkable():
+    net = _net()
+    with net.trace(X):
+        kept = net[4].output.save()
+    with pytest.raises(AttributeError, match=r"inside `with model.trace\(...\)` only"):
+        kept.save()
+    for name in dir(torch.Tensor):  # what torch.compile does when it lists tensor methods
+        getattr(torch.Tensor, name)
+    assert torch.Tensor.backward.__module__.startswith("torch")

@@ -33,6 +33,9 @@ CASES = {  # name: (description, reps per round)
 }
 
 
+MEMORY_RUNS = 3
+
+
 class Worker:
     def __init__(self, python: str, library: str, model_dir: str) -> None:
         self.library = library
@@ -156,14 +159,16 @@ def main() -> None:
         results[case] = merged
     for worker in workers:
         worker.close()
-    memory: dict[str, dict[str, float]] = {}
+    memory: dict[str, dict[str, list[float]]] = {}
     for worker in workers if "smol_invokes8" in cases else []:  # each in a fresh process
         python = worker.process.args[0]
-        memory[worker.library] = {}
-        for which in ("raw", "lib"):
-            fresh = Worker(python, worker.library, model_dir)
-            memory[worker.library][which] = fresh.run("smol_invokes8", memory_of=which)["mb"]
-            fresh.close()
+        memory[worker.library] = {"raw": [], "lib": []}
+        for _ in range(MEMORY_RUNS):  # a single high-water mark moves by megabytes run to run
+            for which in ("raw", "lib"):
+                fresh = Worker(python, worker.library, model_dir)
+                answer = fresh.run("smol_invokes8", memory_of=which)
+                memory[worker.library][which].append(answer["mb"])
+                fresh.close()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(report(results, memory, [w.library for w in workers]))
     print(Path(args.out).read_text())
@@ -224,12 +229,18 @@ def report(results: dict, memory: dict, libraries: list[str]) -> str:
         one, every = results["no_compute_one"][library], results["no_compute_all"][library]
         lines.append(f"- {library}: {overheads(one, every)}")
     if memory:
-        lines += ["", "Peak memory above the resident baseline, 8 prompts of SmolLM2:", ""]
-    for library in memory:
-        m = memory[library]
+        lines += [
+            "",
+            f"Peak memory above the resident baseline, 8 prompts of SmolLM2 (median of "
+            f"{MEMORY_RUNS} fresh processes each, range in brackets):",
+            "",
+        ]
+    for library, m in memory.items():
+        lib, raw = statistics.median(m["lib"]), statistics.median(m["raw"])
         lines.append(
-            f"- {library}: 8 invokes {m['lib']:.0f} MB vs raw batch "
-            f"{m['raw']:.0f} MB (x{m['lib'] / max(m['raw'], 1e-9):.2f})"
+            f"- {library}: 8 invokes {lib:.0f} MB ({min(m['lib']):.0f}–{max(m['lib']):.0f}) vs "
+            f"raw batch {raw:.0f} MB ({min(m['raw']):.0f}–{max(m['raw']):.0f}) "
+            f"(x{lib / max(raw, 1e-9):.2f})"
         )
     return "\n".join(lines) + "\n"
 

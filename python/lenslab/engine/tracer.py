@@ -474,7 +474,6 @@ def _on_stack(target: FrameType | None, frame: FrameType | None) -> bool:
     return False
 
 
-
 def _lookup(frame: FrameType) -> Callable[[str], Any]:
     local, global_ = frame.f_locals, frame.f_globals
 

@@ -295,7 +295,7 @@ def _idle_workers() -> list[greenlet]:
 
 def _take_worker() -> greenlet:
     """A greenlet for one forward; when the forward ends it goes back to the greenlet asking now."""
-    idle = getattr(_workers, "idle", None)
+    idle = _idle_workers()
     worker = idle.pop() if idle else greenlet(_serve)
     worker.parent = getcurrent()
     return worker

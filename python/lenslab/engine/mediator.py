@@ -78,9 +78,6 @@ class Mediator:
         self._last_label: str | None = None  # the last value the forward handed this body
         self._held: list[tuple[str, torch.Tensor, int]] = []
         self.after_switch: Callable[[], None] | None = None  # run on the forward's side
-        # The body only keeps references (see passive.py): its first read lets the forward run
-        # to the end, and every read is then served from the values the trace kept.
-        self.run_through = False
         # A deferred body starts when the forward first reaches one of these modules (None: at
         # once), so that names bound by earlier invokes up to that point are visible to it.
         self.start_on: frozenset[nn.Module] | None = None
@@ -225,7 +222,7 @@ class Mediator:
         slot = self.slot
         if slot is not None and slot.key == key:
             return slot.value
-        if self.run_through and not il.finished:
+        if il.unattended and not il.finished:  # a passive body: run it all now (passive.py)
             il.run_here()
         if key in il.values and key != il.current:  # already passed (and it was watched)
             value = il.values[key]

@@ -250,7 +250,7 @@ class Tracer:
             interleaver.watch_all()
         self._interleaver = interleaver
         self._inline = Mediator(interleaver, run.rows[0])
-        self._inline.run_through = interleaver.unattended = run_through
+        interleaver.unattended = run_through
 
     def _finish_inline(self) -> None:
         mediator = self._inline
@@ -258,7 +258,7 @@ class Tracer:
             return
         interleaver = mediator.interleaver
         mediator.finish()
-        if mediator.run_through and not interleaver.finished:  # it read nothing
+        if interleaver.unattended and not interleaver.finished:  # a passive body read nothing
             interleaver.run_here()
         elif not interleaver.finished:
             interleaver.resume()

@@ -21,6 +21,7 @@ from greenlet import getcurrent, greenlet
 
 from ..errors import InputError, ModuleNotCalledError, OutOfOrderError
 from . import source
+from .stacks import spawn
 
 _torch_backward = torch.Tensor.backward
 _tensor_grad = torch._C.TensorBase.grad  # the real descriptor, shadowed during a block
@@ -87,7 +88,7 @@ class BackwardBlock:
         frame: Any,
     ) -> None:
         self._run = lambda: _torch_backward(loss, gradient, *args, **kwargs)
-        self._greenlet = greenlet(self._main)
+        self._greenlet = spawn(self._main)
         self._hooks: dict[int, Any] = {}
         self._seen: dict[int, torch.Tensor] = {}  # gradients that already flowed, by tensor id
         self._waiting: int | None = None

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from greenlet import GreenletExit, getcurrent, greenlet
 from torch import nn
 
+from .stacks import spawn
+
 if TYPE_CHECKING:
     from .mediator import Mediator
 
@@ -296,7 +298,7 @@ def _idle_workers() -> list[greenlet]:
 def _take_worker() -> greenlet:
     """A greenlet for one forward; when the forward ends it goes back to the greenlet asking now."""
     idle = _idle_workers()
-    worker = idle.pop() if idle else greenlet(_serve)
+    worker = idle.pop() if idle else spawn(_serve)
     worker.parent = getcurrent()
     return worker
 

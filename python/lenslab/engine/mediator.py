@@ -18,6 +18,7 @@ from greenlet import GreenletExit, getcurrent, greenlet
 from ..errors import EditError, InputError, ModuleNotCalledError, OutOfOrderError, TraceStateError
 from .interleaver import Interleaver, Key, end_greenlet
 from .saving import OutputTuple
+from .stacks import spawn
 from .values import check_replacement, splice, tensors_in, view
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class Mediator:
             self.greenlet = getcurrent()
             self.activate()
         else:
-            self.greenlet = greenlet(self._run_body, parent=interleaver.greenlet)
+            self.greenlet = spawn(self._run_body, parent=interleaver.greenlet)
         interleaver.mediators.append(self)
 
     # -- registration ------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Why greenlets: a trace body runs as ordinary Python on the caller's thread (so pdb, magics,
 ``exec`` and tracebacks behave as usual), while the forward waits inside a module hook. A
 greenlet switch costs about half a microsecond, against ~75 us for a thread hand-off, and
-needs no interpreter tricks.
+needs no interpreter tricks. Greenlets share the thread's C stack, which native stack walks
+(torch's error path) must not wander past: stacks.py says how every greenlet here starts.
 
 Hooks exist only on the modules some body reads (and the blocks enclosing them), only while
 the forward runs, and act only on this forward's greenlet: a direct call like

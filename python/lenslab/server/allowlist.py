@@ -183,7 +183,6 @@ def _output_allows(output: ModelOutput, name: str) -> bool:
 
 
 CHECKS: list[tuple[type, Callable[[Any, str], bool]]] = [
-    (Envoy, _envoy_allows),
     (PreTrainedConfig, _config_allows),
     (GenerationConfig, _config_allows),
     (ModelOutput, _output_allows),
@@ -200,6 +199,14 @@ def read_problem(obj: Any, name: str, modules: Callable[[Any, str], bool]) -> st
             return None
         return _refused(torch.Tensor, name)
     kind = type(obj)
+    if isinstance(obj, Envoy):
+        if _envoy_allows(obj, name):
+            return None
+        return (
+            f'"{name}" of {obj._name} is not available in remote code: modules give .output, '
+            ".input, .inputs, .next(), their children, weights and plain settings; a method "
+            "that may change the hosted model is refused"
+        )
     for cls, allows in CHECKS:
         if isinstance(obj, cls):
             return None if allows(obj, name) else _refused(kind, name)

@@ -32,6 +32,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from .app import Server, build_app
     from .hosts import Host, Limits
+    from .policy import unguarded
 
     limits = Limits(
         time=args.time_limit,
@@ -45,6 +46,13 @@ def serve(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         raise SystemExit(f"lenslab serve: two models share a name ({names}); name them NAME=PATH.")
     server = Server(hosts, _keys(args.api_keys), limits)
+    if unguarded():
+        print(
+            "[lenslab] WARNING: TEST MODE (LENSLAB_TEST_UNGUARDED_JOBS): remote blocks run "
+            "WITHOUT the Python sandbox. Never use this outside lenslab's own tests.",
+            file=sys.stderr,
+            flush=True,
+        )
     print(
         f"[lenslab] serving {', '.join(names)} on http://{args.host}:{args.port} "
         f"(time limit {args.time_limit:.0f} s)",

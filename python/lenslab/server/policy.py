@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import CodeType
@@ -59,6 +60,18 @@ BUILTINS = frozenset(
         "StopIteration", "TypeError", "ValueError", "ZeroDivisionError",
     }
 )  # fmt: skip
+
+UNGUARDED_ENV = "LENSLAB_TEST_UNGUARDED_JOBS"
+
+
+def unguarded() -> bool:
+    """Test-only: run blocks without the Python sandbox, to prove the OS layer holds alone.
+
+    Set by the tests' own server (``LENSLAB_TEST_UNGUARDED_JOBS="yes, for a test"``); the
+    server and its workers print a warning when it is on.
+    """
+    return os.environ.get(UNGUARDED_ENV) == "yes, for a test"
+
 
 MODULE_DENIED = frozenset(
     {

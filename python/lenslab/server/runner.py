@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import builtins
 import linecache
-import os
 import traceback
 from typing import Any
 
@@ -26,20 +25,12 @@ from ..remote.tracer import resolve_envoy
 from ..remote.values import Unsendable, decode, encode
 from .compiler import UnguardedCode, approve, job_filename
 from .guards import Printed, SandboxError, job_globals, module_proxy
-from .policy import ALLOWED_MODULES, RemoteCodeRejected, check, explain
+from .policy import ALLOWED_MODULES, RemoteCodeRejected, check, explain, unguarded
 from .replies import failure_document, fit
 
 
 class JobInputError(ValueError):
     """The job document is malformed or refers to something the server cannot provide."""
-
-
-UNGUARDED_ENV = "LENSLAB_TEST_UNGUARDED_JOBS"
-
-
-def unguarded() -> bool:
-    """Test-only: run blocks without the Python sandbox, to prove the OS layer holds alone."""
-    return os.environ.get(UNGUARDED_ENV) == "yes, for a test"
 
 
 def run_job(

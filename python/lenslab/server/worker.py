@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     from .confine import Budget, confine
     from .integrity import differences, snapshot
     from .pipe import PipeClosed, read_frame, write_frame
-    from .runner import run_job, unguarded
+    from .policy import unguarded
+    from .runner import run_job
 
     if args.threads:
         torch.set_num_threads(args.threads)

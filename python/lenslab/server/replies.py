@@ -55,6 +55,18 @@ def fit(document: dict[str, Any], tensors: dict[str, Any], limit: int) -> bytes:
     message = pack(document, tensors)
     if len(message) <= limit:
         return message
+    stdout = str(document.get("stdout", ""))
+    note = NOTE.format(limit=limit / 1e6)
+    for _ in range(4):  # printed output gives way first: the values are what was asked for
+        over = len(message) - limit
+        if over <= 0:
+            return message
+        if not stdout:
+            break
+        stdout = stdout[: max(len(stdout) - over - len(note) - 1024, 0)]
+        message = pack(dict(document, stdout=stdout + note), tensors)
+    if len(message) <= limit:
+        return message
     if document.get("kind") != "error":
         document = failure_document(
             "limit", _Limit(), too_big(len(message), limit), document.get("stdout", "")

@@ -174,8 +174,15 @@ def _envoy_allows(envoy: Envoy, name: str) -> bool:
     return missing and inspect.getattr_static(envoy, name, _ABSENT) is _ABSENT
 
 
+def _config_values(config: Any) -> set[str]:
+    """A config's settings: its own values, its aliases (GPT-2's ``hidden_size``) and to_dict's."""
+    names = {n for n, v in vars(config).items() if is_plain(v)}
+    names |= set(getattr(type(config), "attribute_map", {}))
+    return names | {"model_type", "output_attentions"}
+
+
 def _config_allows(config: Any, name: str) -> bool:
-    return name in CONFIG_METHODS or (name in vars(config) and is_plain(vars(config)[name]))
+    return name in CONFIG_METHODS or name in _config_values(config)
 
 
 def _output_allows(output: ModelOutput, name: str) -> bool:
@@ -249,7 +256,7 @@ def static_refusals(model: Any, module_members: Iterable[str]) -> frozenset[str]
         reachable.update(dir(type(sub)))
     for config in (module.config, getattr(module, "generation_config", None)):
         if config is not None:
-            allowed.update(n for n, v in vars(config).items() if is_plain(v))
+            allowed.update(_config_values(config))
             reachable.update(dir(config))
     for output in _subclasses(ModelOutput):
         if dataclasses.is_dataclass(output):

@@ -9,8 +9,8 @@ loaded and warmed up, and irreversible for the life of the process (and any chil
   no file can be executed. From ABI 4 it also refuses TCP bind/connect, from ABI 6 signals and
   abstract unix sockets reaching outside the worker.
 - **seccomp** (through the system's libseccomp, loaded with ctypes): no ``socket`` of any family,
-  no ``execve``, and no ``fork``/``clone`` other than a new thread; Landlock filters by path,
-  not by syscall class, so it cannot refuse UDP or a plain fork.
+  no ``execve``, no ``fork``/``clone`` other than a new thread, no ``ptrace``, namespaces or
+  io_uring; Landlock filters by path, not by syscall class, so it cannot refuse UDP or a fork.
 - **rlimits**: address space, CPU seconds, open files, file size, no core dumps.
 
 Why these two and not bubblewrap or nsjail: both of those need user namespaces (often disabled in
@@ -133,7 +133,12 @@ class _ArgCmp(ctypes.Structure):
     ]
 
 
-DENIED_SYSCALLS = ("socket", "socketpair", "execve", "execveat", "fork", "vfork", "ptrace")
+DENIED_SYSCALLS = (
+    "socket", "socketpair", "execve", "execveat", "fork", "vfork", "ptrace",
+    "process_vm_writev", "unshare", "setns",
+    # io_uring runs socket/connect/open operations that no syscall filter sees
+    "io_uring_setup", "io_uring_enter", "io_uring_register",
+)  # fmt: skip
 
 
 def load_libseccomp() -> ctypes.CDLL:

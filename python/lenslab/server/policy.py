@@ -208,11 +208,13 @@ def check(
             problems += _refused_attributes(tree, refused)
         result = compile_restricted_exec(tree, filename, policy=RemotePolicy)
     except SyntaxError as error:
-        raise RemoteCodeRejected([f"Line {error.lineno}: {error.msg}"]) from None
-    except (RecursionError, MemoryError, ValueError) as error:
+        raise RemoteCodeRejected([f"Line {error.lineno or line}: {error.msg}"]) from None
+    except (RecursionError, MemoryError):
         raise RemoteCodeRejected(
-            [f"Line {line}: the block is nested too deeply or too long to compile ({error})."]
+            [f"Line {line}: the block is nested too deeply or too long to compile."]
         ) from None
+    except ValueError as error:  # a null byte, a lone surrogate...
+        raise RemoteCodeRejected([f"Line {line}: the block cannot be compiled: {error}."]) from None
     problems += [p for p in result.errors if p not in problems]
     if problems or result.code is None:
         raise RemoteCodeRejected(sorted(set(problems), key=_line_of) or ["cannot compile"])

@@ -67,3 +67,20 @@ def test_the_up_front_list_holds_the_escapes_and_spares_honest_names(tiny_local)
     refused = static_refusals(tiny_local, module_members())
     assert {"backend_tokenizer", "from_json_file", "set_submodule", "register_hook"} <= refused
     assert not {"to", "save", "output", "decode", "layers", "softmax", "hidden_size"} & refused
+
+
+class Forwarding(torch.nn.Module):
+    """A wrapper that answers unknown names itself (as adapter wrappers do)."""
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            return super().__getattr__(name)
+        return lambda: "changed the weights"
+
+
+def test_a_module_that_forwards_unknown_names_gets_no_benefit_of_the_doubt():
+    from lenslab import NNsight
+
+    wrapped = NNsight(torch.nn.Sequential(Forwarding()))
+    assert problem(wrapped[0], "merge_and_unload") is not None
+    assert problem(wrapped, "layer") is None  # a plain module: the engine explains the typo

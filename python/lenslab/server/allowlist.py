@@ -170,8 +170,10 @@ def _envoy_allows(envoy: Envoy, name: str) -> bool:
     if name in vars(module):
         return is_plain(vars(module)[name])  # head_dim, layer_idx...
     # A name neither has at all: let the engine raise its ModulePathError ("did you mean").
+    # Not for modules that answer unknown names themselves (wrappers forwarding to another).
+    plain_lookup = type(module).__getattr__ is nn.Module.__getattr__
     missing = inspect.getattr_static(module, name, _ABSENT) is _ABSENT
-    return missing and inspect.getattr_static(envoy, name, _ABSENT) is _ABSENT
+    return plain_lookup and missing and inspect.getattr_static(envoy, name, _ABSENT) is _ABSENT
 
 
 def _config_values(config: Any) -> set[str]:

@@ -66,7 +66,8 @@ def test_a_mistyped_module_path_is_left_to_the_engine(tiny_local):
 def test_the_up_front_list_holds_the_escapes_and_spares_honest_names(tiny_local):
     refused = static_refusals(tiny_local, module_members())
     assert {"backend_tokenizer", "from_json_file", "set_submodule", "register_hook"} <= refused
-    assert not {"to", "save", "output", "decode", "layers", "softmax", "hidden_size"} & refused
+    honest = {"to", "save", "output", "decode", "layers", "softmax", "hidden_size", "logits"}
+    assert not (honest | {"past_key_values", "topk", "indices", "tolist", "invoke"}) & refused
 
 
 class Forwarding(torch.nn.Module):

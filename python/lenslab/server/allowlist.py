@@ -187,8 +187,17 @@ def _config_allows(config: Any, name: str) -> bool:
     return name in CONFIG_METHODS or name in _config_values(config)
 
 
+def _output_fields(cls: type) -> set[str]:
+    """A model output's fields, and its properties (renamed fields: ``past_key_values``)."""
+    names = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    for base in cls.__mro__:
+        if issubclass(base, ModelOutput):
+            names |= {n for n, v in vars(base).items() if isinstance(v, property)}
+    return names
+
+
 def _output_allows(output: ModelOutput, name: str) -> bool:
-    return name in MODEL_OUTPUT_METHODS or name in {f.name for f in dataclasses.fields(output)}
+    return name in MODEL_OUTPUT_METHODS or name in _output_fields(type(output))
 
 
 CHECKS: list[tuple[type, Callable[[Any, str], bool]]] = [
@@ -261,8 +270,7 @@ def static_refusals(model: Any, module_members: Iterable[str]) -> frozenset[str]
             allowed.update(_config_values(config))
             reachable.update(dir(config))
     for output in _subclasses(ModelOutput):
-        if dataclasses.is_dataclass(output):
-            allowed.update(f.name for f in dataclasses.fields(output))
+        allowed.update(_output_fields(output))
         reachable.update(dir(output))
     for obj in (model.tokenizer, torch.Tensor, Tracer, *FIXED):
         reachable.update(dir(obj))

@@ -88,6 +88,8 @@ def snapshot(model: Any) -> Snapshot:
             len(hooks._global_backward_hooks),
         ],
         "grad mode": torch.is_grad_enabled(),
+        "default dtype": torch.get_default_dtype(),
+        "torch threads": torch.get_num_threads(),
     }
     return Snapshot(modules, tensors, other)
 

@@ -70,3 +70,12 @@ def test_snapshot_sees_identity_not_names(tiny_local):
     finally:
         weight.requires_grad_(True)
     assert differences(pristine, snapshot(model)) == []
+    kept = weight.detach().clone()
+    try:
+        weight.data.zero_()  # no version bump: .data is a separate view
+        assert differences(pristine, snapshot(model)) == [
+            "parameter lm_head.weight: values (sampled)"
+        ]
+    finally:
+        weight.data.copy_(kept)
+    assert differences(pristine, snapshot(model)) == []

@@ -3,9 +3,10 @@
 Names, flags and hook counts are not enough: a parameter-free module swapped in at the same
 path (``act_fn`` -> ``ReLU``) keeps every name. So the snapshot records *which object* sits at
 every module path, and for every parameter and buffer its identity, version counter (bumped by
-every in-place write), shape, dtype, device, requires_grad and storage address; plus the hooks,
-the config, the tokenizer and torch's process-wide switches. Any difference means the worker
-restarts from the weights on disk before the next job.
+every in-place write), shape, dtype, device, requires_grad, storage address and a few sampled
+values (for bulk writes that bypass the version counter); plus the hooks, the config, the
+tokenizer and torch's process-wide switches. Any difference means the worker restarts from the
+weights on disk before the next job.
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ class Snapshot:
     other: dict[str, Any]
 
 
+SAMPLES = 16
+
+
+def _sample(t: torch.Tensor) -> bytes:
+    """The exact bytes of a few evenly spread elements: a write through ``.data`` or storage
+    bumps no version counter, but a bulk one (``.data.zero_()``) changes these."""
+    flat = t.detach().reshape(-1)
+    if flat.numel() == 0 or flat.device.type == "meta":
+        return b""
+    count = min(flat.numel(), SAMPLES)
+    where = torch.arange(count, device=flat.device) * (flat.numel() - 1) // max(count - 1, 1)
+    return bytes(flat[where].contiguous().view(torch.uint8).cpu().tolist())
+
+
 def _tensor(t: torch.Tensor) -> tuple[Any, ...]:
     return (
         id(t),
@@ -45,6 +60,7 @@ def _tensor(t: torch.Tensor) -> tuple[Any, ...]:
         t.requires_grad,
         t.data_ptr(),
         t.grad is None,
+        _sample(t),
     )
 
 
@@ -95,7 +111,7 @@ def snapshot(model: Any) -> Snapshot:
 
 
 _FIELDS = ("identity", "version (written in place)", "shape", "dtype", "device", "requires_grad",
-           "storage", "grad")  # fmt: skip
+           "storage", "grad", "values (sampled)")  # fmt: skip
 _MODULE_FIELDS = ("object (replaced)", "class", "training mode", "hooks", "attributes",
                   "children")  # fmt: skip
 

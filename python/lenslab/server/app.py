@@ -28,7 +28,8 @@ from starlette.routing import Route
 
 from ..remote.protocol import WIRE_VERSION, EnvelopeError, VersionMismatch, read_document
 from .hosts import RESULT_TTL, Host, Job, Limits, QueueFull
-from .policy import RemoteCodeRejected, check
+from .policy import RemoteCodeRejected, check, explain, unguarded
+from .schema import MalformedJob, validate
 
 MAX_WAIT = 30.0
 
@@ -73,6 +74,8 @@ def _digest(key: str) -> str:
 
 
 def _error(status: int, kind: str, message: str, **extra: Any) -> JSONResponse:
+    # A lone surrogate the client sent may be quoted back: escape it rather than fail to encode.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return JSONResponse({"error": kind, "message": message, **extra}, status_code=status)
 
 
@@ -85,6 +88,8 @@ def build_app(server: Server) -> Starlette:
     async def health(request: Request) -> Response:
         from .. import __version__
 
+        for host in server.hosts:
+            host.check_alive()
         models = {
             host.name: {
                 "state": host.state,
@@ -125,8 +130,9 @@ def build_app(server: Server) -> Starlette:
         message = bytes(body)
         try:
             document = read_document(message)
-            model, source = str(document["model"]), str(document["source"])
-            filename, line = str(document["filename"]), int(document["line"])
+            validate(document)
+            model, source = document["model"], document["source"]
+            filename, line = document["filename"], document["line"]
             provided = {*document["variables"], *document["model_names"]}
             modules = [n for n, v in document["variables"].items() if _is_module(v)]
         except VersionMismatch as mismatch:
@@ -136,8 +142,10 @@ def build_app(server: Server) -> Starlette:
                 f"the client speaks lenslab wire format {mismatch.theirs}, this server speaks "
                 f"{WIRE_VERSION}; install the same lenslab version on both sides.",
             )
-        except (EnvelopeError, KeyError, TypeError, ValueError) as error:
+        except (EnvelopeError, MalformedJob) as error:
             return _error(400, "request", f"not a lenslab job message: {error}")
+        except (RecursionError, ValueError, TypeError, KeyError) as error:
+            return _error(400, "request", f"not a lenslab job message ({type(error).__name__})")
         host = server.host_for(model)
         if host is None:
             return _error(
@@ -147,9 +155,10 @@ def build_app(server: Server) -> Starlette:
                 models=hosted(),
             )
         try:
-            check(source, filename, line, provided, modules)
+            if not unguarded():
+                check(source, filename, line, provided, modules, host.refused)
         except RemoteCodeRejected as rejected:
-            return _error(400, "code", _rejection(rejected, source, filename, line))
+            return _error(400, "code", explain(rejected, source, filename, line))
         server.forget_old()
         job = Job(host.name, owner, message)
         try:
@@ -223,16 +232,3 @@ def _status(server: Server, job: Job) -> dict[str, Any]:
 
 def _is_module(value: Any) -> bool:
     return isinstance(value, dict) and list(value) == ["$module"]
-
-
-def _rejection(rejected: RemoteCodeRejected, source: str, filename: str, line: int) -> str:
-    """Each broken rule with the user's own line number and code."""
-    lines = ("\n" * max(line - 1, 0) + source).splitlines()
-    out = [f"the block in {filename} was rejected before running:"]
-    for problem in rejected.problems:
-        head, _, rest = problem.partition(":")
-        number = int("".join(c for c in head if c.isdigit()) or 0)
-        code = lines[number - 1].strip() if 0 < number <= len(lines) else ""
-        shown = f"line {number}" + (f" `{code}`" if code else "")
-        out.append(f"  {shown}: {rest.strip()}")
-    return "\n".join(out)

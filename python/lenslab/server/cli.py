@@ -2,6 +2,7 @@
 
     lenslab serve --model smollm2 [--model PATH | NAME=PATH ...] --host 127.0.0.1 --port 8000
                   --api-keys keys.txt [--time-limit 120] [--max-result-mb 256]
+                  [--max-memory-gb N]
 
 The key file holds one API key per line (``#`` starts a comment); give each member their own.
 """
@@ -31,18 +32,27 @@ def serve(args: argparse.Namespace) -> int:
 
     from .app import Server, build_app
     from .hosts import Host, Limits
+    from .policy import unguarded
 
     limits = Limits(
         time=args.time_limit,
         result_bytes=int(args.max_result_mb * 1024 * 1024),
         request_bytes=int(args.max_request_mb * 1024 * 1024),
         queue=args.max_queue,
+        memory_bytes=int(args.max_memory_gb * 1024**3),
     )
     hosts = [Host(spec, limits, threads=args.threads) for spec in args.model]
     names = [h.name for h in hosts]
     if len(set(names)) != len(names):
         raise SystemExit(f"lenslab serve: two models share a name ({names}); name them NAME=PATH.")
     server = Server(hosts, _keys(args.api_keys), limits)
+    if unguarded():
+        print(
+            "[lenslab] WARNING: TEST MODE (LENSLAB_TEST_UNGUARDED_JOBS): remote blocks run "
+            "WITHOUT the Python sandbox. Never use this outside lenslab's own tests.",
+            file=sys.stderr,
+            flush=True,
+        )
     print(
         f"[lenslab] serving {', '.join(names)} on http://{args.host}:{args.port} "
         f"(time limit {args.time_limit:.0f} s)",
@@ -70,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--max-result-mb", type=float, default=256.0)
     run.add_argument("--max-request-mb", type=float, default=256.0)
     run.add_argument("--max-queue", type=int, default=1000, help="waiting jobs per model")
+    run.add_argument(
+        "--max-memory-gb",
+        type=float,
+        default=0.0,
+        help="address space per model worker (default: what the model takes, plus 8 GiB)",
+    )
     run.add_argument("--threads", type=int, default=0, help="torch threads per worker")
     run.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ tokenizer or config, torch's global state, or touch files, network and processes
 from __future__ import annotations
 
 import builtins
+import copy
 import functools
 import io
 import operator
@@ -19,9 +20,14 @@ from typing import Any
 import torch
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 from torch import nn
+from transformers import GenerationConfig, PreTrainedTokenizerBase
+from transformers.configuration_utils import PreTrainedConfig
+from transformers.utils import ModelOutput
 
 from ..engine.envoy import Envoy
 from ..engine.saving import OutputTuple
+from ..models.standard import Indexed
+from .allowlist import is_plain, read_problem
 from .policy import ALLOWED_MODULES, BUILTINS, attribute_problem, module_attribute_problem
 
 
@@ -69,85 +75,41 @@ def guarded_import(
     return module_proxy(name if fromlist else name.split(".")[0])
 
 
-ENVOY_NAMES = frozenset(
-    {
-        "output", "input", "inputs", "next", "trace", "generate", "scan", "session", "edit",
-        "clear_edits", "tokenizer", "config", "generator", "layers", "layers_output",
-        "layers_input", "attentions_output", "mlps_output", "attention_probabilities",
-        "token_embeddings", "ln_final", "lm_head", "logits", "next_token_probs", "num_layers",
-        "hidden_size", "device", "dispatched", "training",
-    }
-)  # fmt: skip
-
-TOKENIZER_NAMES = frozenset(
-    {
-        "encode", "decode", "batch_decode", "convert_ids_to_tokens", "convert_tokens_to_ids",
-        "tokenize", "vocab_size", "eos_token", "eos_token_id", "bos_token", "bos_token_id",
-        "pad_token", "pad_token_id", "unk_token", "unk_token_id", "all_special_ids",
-        "all_special_tokens", "padding_side", "model_max_length", "name_or_path",
-        "apply_chat_template", "get_vocab",
-    }
-)  # fmt: skip
-
 _MISSING = object()
 
 
 def guarded_getattr(obj: Any, name: str, default: Any = _MISSING) -> Any:
-    """``obj.name`` in remote code (see the module docstring for the rule)."""
-    problem = _read_problem(obj, name)
+    """``obj.name`` in remote code: allowed by ``allowlist.py`` or refused, naming ``name``."""
+    problem = attribute_problem(name)
+    if problem is None:
+        problem = read_problem(obj, name, _module_member)
+    else:
+        problem += "."
     if problem is not None:
         raise SandboxError(problem)
-    if default is _MISSING:
-        return getattr(obj, name)
-    return getattr(obj, name, default)
+    value = getattr(obj, name) if default is _MISSING else getattr(obj, name, default)
+    if isinstance(value, (list, dict)) and isinstance(obj, _HOSTED) and is_plain(value):
+        return copy.deepcopy(value)  # a config's dict read is the block's own to change
+    return value
 
 
-def _read_problem(obj: Any, name: str) -> str | None:
-    problem = attribute_problem(name)
-    if problem is not None:
-        return problem + "."
-    if isinstance(obj, types.ModuleType):
-        return f"module {obj.__name__!r} is not available in remote code."
-    if isinstance(obj, Envoy):
-        module = obj._module
-        if (
-            name in ENVOY_NAMES
-            or name in module._modules
-            or name in module._parameters
-            or name in module._buffers
-        ):
-            return None
-        value = getattr(module, name, None)
-        if callable(value):
-            return (
-                f"{obj._name}.{name}() is a method of the hosted module; remote code reads and "
-                "edits values inside traces, but cannot call methods that may change the model."
-            )
-        return None
-    kinds = {cls.__name__ for cls in type(obj).__mro__}
-    tokenizer = "PreTrainedTokenizerBase" in kinds or "TokenizersBackend" in kinds
-    if tokenizer and name not in TOKENIZER_NAMES:
-        return f"tokenizer.{name} is not available in remote code."
-    config = "PretrainedConfig" in kinds or "GenerationConfig" in kinds
-    if config and callable(getattr(obj, name, None)):
-        return f"config.{name}() is not available in remote code; read its values instead."
-    return None
+def _module_member(obj: Any, name: str) -> bool:
+    return isinstance(obj, SafeModule) and name in vars(obj)
 
 
-_WRITABLE = (torch.Tensor, list, dict, OutputTuple, Envoy)
+_HOSTED = (Envoy, PreTrainedConfig, GenerationConfig, PreTrainedTokenizerBase)
+
+
+_WRITABLE = (torch.Tensor, list, dict, OutputTuple, Envoy, Indexed, ModelOutput)
 
 
 def guarded_write(obj: Any) -> Any:
     """The target of ``obj[...] = v`` / ``obj.output = v`` in remote code."""
     if isinstance(obj, nn.Parameter):
         raise SandboxError("the hosted model's weights are read-only in remote code.")
-    if isinstance(obj, _WRITABLE) or type(obj).__name__ == "Indexed" or _is_output(obj):
+    if isinstance(obj, _WRITABLE):
         return obj
     raise SandboxError(f"remote code cannot modify a {type(obj).__name__}.")
-
-
-def _is_output(obj: Any) -> bool:
-    return any(cls.__name__ == "ModelOutput" for cls in type(obj).__mro__)
 
 
 _INPLACE: dict[str, Callable[[Any, Any], Any]] = {
@@ -170,13 +132,42 @@ def guarded_getitem(obj: Any, key: Any) -> Any:
 
 
 class Printed:
-    """Collects what the block prints, to send back with the result."""
+    """Collects what the block prints, to send back with the result, up to ``limit`` characters.
 
-    def __init__(self) -> None:
+    Past the limit the rest is counted, not kept, so a print loop cannot grow the worker's memory
+    or the reply past the server's result limit.
+    """
+
+    def __init__(self, limit: int = 1 << 20) -> None:
         self.buffer = io.StringIO()
+        self.limit = limit
+        self.kept = 0
+        self.dropped = 0
 
     def print(self, *values: Any, sep: str | None = " ", end: str | None = "\n", **_: Any) -> None:
-        print(*values, sep=sep, end=end, file=self.buffer)
+        text = io.StringIO()
+        print(*values, sep=sep, end=end, file=text)
+        self.write(text.getvalue())
+
+    def write(self, text: str) -> None:
+        room = max(self.limit - self.kept, 0)
+        self.buffer.write(text[:room])
+        self.kept += min(len(text), room)
+        self.dropped += max(len(text) - room, 0)
+
+    def text(self, limit: int | None = None) -> str:
+        """What was printed, cut to ``limit`` characters with a note saying how much was cut."""
+        kept = self.buffer.getvalue()
+        dropped = self.dropped
+        if limit is not None and len(kept) > limit:
+            dropped += len(kept) - limit
+            kept = kept[:limit]
+        if not dropped:
+            return kept
+        return kept + (
+            f"\n[lenslab server: {dropped} more characters of printed output were dropped, "
+            "over this server's result limit; print less, or bind values instead]\n"
+        )
 
     def collector(self, _getattr_: Any = None) -> Printed:  # RestrictedPython's _print_
         return self

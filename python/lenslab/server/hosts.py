@@ -5,6 +5,11 @@ Jobs of one model run one at a time, in order, each in a fresh copy of the model
 clients never see each other's edits, hooks or values. A job past the time limit kills the
 worker (a fresh one is started); a client that goes away leaves a result nobody fetches, which
 is dropped after ``RESULT_TTL`` seconds.
+
+A worker that dies while idle is noticed by the feeding thread (it checks while waiting, and
+again right before sending a job), and by ``/health``; a job is only charged with a worker's
+death once the worker has acknowledged receiving it, so an innocent job is resent to a fresh
+worker instead of failing. Every reply is size-checked here as well as in the worker.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -23,10 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from ..remote.protocol import pack
-from .pipe import PipeClosed, PipeTimeout, read_frame, write_frame
+from .pipe import FrameTooLarge, PipeClosed, PipeTimeout, read_frame, write_frame
 
 RESULT_TTL = 600.0
 LOAD_TIMEOUT = 900.0
+ACCEPT_TIMEOUT = 60.0
+IDLE_CHECK = 1.0  # seconds between liveness checks of an idle worker
+SEND_ATTEMPTS = 3
+REPLY_SLACK = 64 * 1024  # the reply's JSON around its values
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,7 @@ class Limits:
     result_bytes: int = 256 * 1024 * 1024
     request_bytes: int = 256 * 1024 * 1024
     queue: int = 1000  # jobs waiting per model
+    memory_bytes: int = 0  # address space of a worker (0: what the model takes, plus 8 GiB)
 
 
 @dataclass
@@ -79,12 +92,14 @@ class Host:
         self.threads = threads
         self.state = "starting"
         self.info: dict[str, Any] = {}
+        self.refused: frozenset[str] | None = None  # from the worker's allow-lists, once ready
         self.problem: str | None = None
         self.running: Job | None = None
         self._queue: deque[Job] = deque()
         self._ready = threading.Condition()
         self._process: subprocess.Popen[bytes] | None = None
         self._fds: tuple[int, int] | None = None
+        self._scratch: str | None = None
         self._stopped = False
         self._thread = threading.Thread(
             target=self._serve, name=f"lenslab-{self.name}", daemon=True
@@ -114,6 +129,17 @@ class Host:
     def queued(self) -> int:
         return len(self._queue)
 
+    def check_alive(self) -> bool:
+        """Whether the worker is up; a dead idle one is marked and its restart started."""
+        process = self._process
+        if process is None or process.poll() is None:
+            return process is not None
+        if self.running is None:
+            self.state = "restarting"
+            with self._ready:
+                self._ready.notify_all()
+        return False
+
     def stop(self) -> None:
         self._stopped = True
         with self._ready:
@@ -124,14 +150,16 @@ class Host:
 
     def _serve(self) -> None:
         while not self._stopped:
-            if self._process is None and not self._launch():
+            if not self._ensure_worker():
                 time.sleep(5.0)  # a model that fails to load: say why on /health, retry
                 continue
             with self._ready:
-                while not self._queue and not self._stopped:
-                    self._ready.wait()
+                while not self._queue and not self._stopped and self._worker_alive():
+                    self._ready.wait(IDLE_CHECK)
                 if self._stopped:
                     return
+                if not self._queue:
+                    continue  # the idle worker died: start a fresh one before any job
                 job = self._queue.popleft()
                 self.running = job
             job.status = "running"
@@ -144,39 +172,92 @@ class Host:
             job.finished = time.monotonic()
             job.status = "done" if ok else "failed"
 
+    def _worker_alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _ensure_worker(self) -> bool:
+        if self._worker_alive():
+            return True
+        self._kill()
+        return self._launch()
+
     def _run(self, job: Job) -> bytes:
-        assert self._fds is not None and self._process is not None
+        """Send ``job`` to a live worker and return its reply; resent if no worker took it."""
+        for _ in range(SEND_ATTEMPTS):
+            if not self._ensure_worker():
+                raise RuntimeError(f"the model could not be loaded: {self.problem}")
+            if self._send(job):
+                return self._answer()
+            self._kill()  # it died before taking the job: the job is not to blame
+        raise RuntimeError("the model worker kept stopping before it could take the job.")
+
+    def _send(self, job: Job) -> bool:
+        """Whether the worker acknowledged ``job`` (False: it was gone before taking it)."""
+        assert self._fds is not None
         write, read = self._fds
         header = {"id": job.id, "max_result": self.limits.result_bytes}
         try:
             write_frame(write, json.dumps(header).encode())
             write_frame(write, job.message)
-            status = json.loads(read_frame(read, timeout=self.limits.time))
-            reply = read_frame(read, timeout=60.0)
+            return json.loads(read_frame(read, timeout=ACCEPT_TIMEOUT)).get("accepted") is True
+        except (PipeClosed, PipeTimeout, ValueError):
+            return False
+
+    def _answer(self) -> bytes:
+        assert self._fds is not None and self._process is not None
+        _, read = self._fds
+        limit = self.limits.result_bytes + REPLY_SLACK
+        try:
+            status = json.loads(read_frame(read, timeout=self.limits.time, limit=1024))
+            reply = read_frame(read, timeout=60.0, limit=limit)
         except PipeTimeout:
             self._restart()
             raise RuntimeError(
                 f"the job ran past this server's time limit of {self.limits.time:.0f} s and was "
                 "stopped. Make the block do less (fewer tokens, prompts or loops)."
             ) from None
-        except PipeClosed:
+        except FrameTooLarge as large:
             self._restart()
             raise RuntimeError(
-                "the model worker stopped while running the job (out of memory?); the server "
-                "restarted it. Make the block use less memory."
+                f"the job's reply is {large.size / 1e6:.1f} MB, over this server's limit of "
+                f"{self.limits.result_bytes / 1e6:.1f} MB. Bind (or .save()) less in the block."
+            ) from None
+        except (PipeClosed, ValueError):
+            why = self._exit_reason()
+            self._restart()
+            raise RuntimeError(
+                f"the model worker stopped while running the job ({why}); the server restarted "
+                "it. If the block uses much memory (long generations, many prompts), make it use "
+                "less."
             ) from None
         if status.get("exit"):
             self._restart()  # the worker found the model changed and exits: start afresh
         return reply
 
+    def _exit_reason(self) -> str:
+        process = self._process
+        if process is None:
+            return "it is gone"
+        try:
+            code = process.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            return "it stopped answering"
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
+            hint = " (out of memory, or over the memory limit)" if code == -signal.SIGKILL else ""
+            return f"killed by {name}{hint}"
+        return f"exit status {code}"
+
     def _launch(self) -> bool:
         self.state = "starting" if not self.info else "restarting"
         to_worker, from_server = os.pipe()
         to_server, from_worker = os.pipe()
+        self._scratch = tempfile.mkdtemp(prefix=f"lenslab-{self.name}-")
         command = [
             sys.executable, "-m", "lenslab.server.worker", "--model", self.path,
             "--read-fd", str(to_worker), "--write-fd", str(from_worker),
-            "--threads", str(self.threads),
+            "--threads", str(self.threads), "--scratch", self._scratch,
+            "--memory-bytes", str(self.limits.memory_bytes),
         ]  # fmt: skip
         path = [_package_root(), os.environ.get("PYTHONPATH", "")]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p))
@@ -195,7 +276,9 @@ class Host:
             self.state = "failed"
             self._kill()
             return False
-        self.info, self.problem, self.state = ready["ready"], None, "ready"
+        info = dict(ready["ready"])
+        self.refused = frozenset(info.pop("refused", ()))
+        self.info, self.problem, self.state = info, None, "ready"
         return True
 
     def _restart(self) -> None:
@@ -211,6 +294,9 @@ class Host:
         for fd in fds or ():
             with contextlib.suppress(OSError):
                 os.close(fd)
+        scratch, self._scratch = self._scratch, None
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _failure(message: str) -> bytes:

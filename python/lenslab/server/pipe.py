@@ -18,6 +18,14 @@ class PipeTimeout(TimeoutError):
     """No complete frame arrived in time."""
 
 
+class FrameTooLarge(ValueError):
+    """The other end announced a frame over the reader's limit (nothing of it was read)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"a frame of {size} bytes, over the limit of {limit}")
+        self.size = size
+
+
 def write_frame(fd: int, payload: bytes) -> None:
     """Send one frame: its length, then its bytes."""
     data = memoryview(_LENGTH.pack(len(payload)) + payload)
@@ -29,10 +37,16 @@ def write_frame(fd: int, payload: bytes) -> None:
         data = data[written:]
 
 
-def read_frame(fd: int, timeout: float | None = None) -> bytes:
-    """Receive one frame, waiting at most ``timeout`` seconds in all (None: forever)."""
+def read_frame(fd: int, timeout: float | None = None, limit: int | None = None) -> bytes:
+    """Receive one frame, waiting at most ``timeout`` seconds in all (None: forever).
+
+    Raises:
+        FrameTooLarge: the frame is over ``limit`` bytes (checked before reading it).
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
     (size,) = _LENGTH.unpack(_read_exactly(fd, _LENGTH.size, deadline))
+    if limit is not None and size > limit:
+        raise FrameTooLarge(size, limit)
     return _read_exactly(fd, size, deadline)
 
 

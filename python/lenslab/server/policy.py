@@ -3,27 +3,26 @@
 RestrictedPython compiles the block: names and attributes starting with ``_`` (so
 ``__subclasses__``, ``__globals__``, ``__class__``...), frame and generator internals
 (``gi_frame``, ``f_back``...), ``exec`` / ``eval`` and star imports are refused, and every
-attribute read, item access, iteration and write in the block's own code goes through the
-guards in ``guards.py``. On top of that, ``RemotePolicy`` refuses:
+attribute read, item access, iteration and write in the block's code goes through the guards in
+``guards.py``. The same ``RemotePolicy`` compiles every body the engine runs on its own
+(invokes, ``edit()``, session traces: see ``compiler.py``). On top of that, ``check`` refuses:
 
 - imports other than ``ALLOWED_MODULES`` (``import os`` fails here, not at run time);
 - any name that is neither bound by the block, sent by the client, nor one of ``BUILTINS``
   (so ``open``, ``getattr``, ``globals``, ``type``, ``breakpoint``... are refused);
-- attributes that reach storage, files or processes (``numpy``, ``data``, ``untyped_storage``,
-  ``save_pretrained``, ``register_forward_hook``, ``format``...);
+- with the hosted model's allow-lists (``allowlist.static_refusals``), any attribute that
+  objects a block can reach have but no allow-list allows (``backend_tokenizer``,
+  ``from_json_file``, ``set_submodule``...);
+- module attributes that reach storage, files, processes or global state (``torch.save``...);
 - assigning any attribute other than a module's ``output`` / ``input`` / ``inputs``;
 - class statements.
-
-The engine compiles deferred bodies (``tracer.invoke`` blocks) from the same source, without
-RestrictedPython's runtime guards; these static rules cover them, the objects the block can
-reach are sandbox proxies (``guards.py``), and the worker checks after every job that the hosted
-model is unchanged (``worker.py``), restarting it if not.
 """
 
 from __future__ import annotations
 
 import ast
 import copy
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import CodeType
@@ -62,43 +61,43 @@ BUILTINS = frozenset(
     }
 )  # fmt: skip
 
-DENIED_ATTRIBUTES = frozenset(
-    {
-        # tensor storage: writes through them bypass torch's version counters
-        "data", "numpy", "storage", "untyped_storage", "set_", "share_memory_", "from_file",
-        "tofile", "pin_memory", "apply_", "map_", "map2_",
-        # files, network, persistent hooks and state
-        "load", "save_pretrained", "push_to_hub", "to_json_file", "save_vocabulary",
-        "from_pretrained", "load_state_dict", "register_buffer", "register_parameter",
-        "register_module", "add_module", "apply", "state_dict", "set_attn_implementation",
-        "use_eager_attention", "dispatch", "add_tokens", "add_special_tokens",
-        # the classic str.format escape ("{0.__class__}".format(x))
-        "format", "format_map",
-        # introspection
-        "mro", "f_lasti", "co_consts", "co_names", "gi_running", "cr_running",
-    }
-)  # fmt: skip
+UNGUARDED_ENV = "LENSLAB_TEST_UNGUARDED_JOBS"
 
-DENIED_PREFIXES = ("register_", "set_default", "_")
+
+def unguarded() -> bool:
+    """Test-only: run blocks without the Python sandbox, to prove the OS layer holds alone.
+
+    Set by the tests' own server (``LENSLAB_TEST_UNGUARDED_JOBS="yes, for a test"``); the
+    server and its workers print a warning when it is on.
+    """
+    return os.environ.get(UNGUARDED_ENV) == "yes, for a test"
+
 
 MODULE_DENIED = frozenset(
     {
         "save", "load", "from_file", "compile", "manual_seed", "seed", "initial_seed",
         "use_deterministic_algorithms", "set_rng_state", "get_rng_state", "from_dlpack",
         "export", "vmap", "cond", "library", "classes", "ops", "hub", "jit", "Generator",
-        "set_grad_enabled", "autocast", "is_storage", "typename",
+        "set_grad_enabled", "autocast", "is_storage", "typename", "data", "numpy", "storage",
+        "untyped_storage", "register_buffer", "register_parameter", "register_module",
+        "load_state_dict", "state_dict", "format", "format_map", "mro", "apply",
     }
 )  # fmt: skip
 
 
 def module_attribute_problem(name: str) -> str | None:
     """Why remote code may not use ``torch.name`` (or any allowed module's), None if it may."""
-    if name in MODULE_DENIED or name.startswith("set_") or "storage" in name.lower():
+    if (
+        name in MODULE_DENIED
+        or name.startswith(("set_", "register_", "_"))
+        or "storage" in name.lower()
+    ):
         return f'"{name}" of torch is not available in remote code'
-    return attribute_problem(name)
+    return None
 
 
 STORABLE_ATTRIBUTES = frozenset({"output", "input", "inputs"})
+MAX_SOURCE = 1_000_000
 
 
 class RemoteCodeRejected(ValueError):
@@ -110,11 +109,9 @@ class RemoteCodeRejected(ValueError):
 
 
 def attribute_problem(name: str) -> str | None:
-    """Why remote code may not use ``.name`` (None: it may)."""
-    if name == "save":  # ``tensor.save()`` is lenslab's marker; torch.save is not in the proxy
-        return None
-    if name in DENIED_ATTRIBUTES or name.startswith(DENIED_PREFIXES):
-        return f'the attribute ".{name}" is not available in remote code'
+    """Why remote code may not use ``.name`` on any object (None: it may, on some)."""
+    if name.startswith("_"):
+        return f'the attribute ".{name}" is not available in remote code (it is private)'
     return None
 
 
@@ -122,9 +119,6 @@ class RemotePolicy(RestrictingNodeTransformer):
     """RestrictedPython's rules plus lenslab's (see the module docstring)."""
 
     def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
-        problem = attribute_problem(node.attr)
-        if problem is not None and not node.attr.startswith("_"):
-            self.error(node, problem + ".")
         if isinstance(node.ctx, ast.Store) and node.attr not in STORABLE_ATTRIBUTES:
             self.error(
                 node,
@@ -189,22 +183,38 @@ def check(
     line: int,
     provided: Iterable[str],
     modules: Iterable[str] = (),
+    refused: frozenset[str] | None = None,
 ) -> Checked:
     """Compile ``source`` (a with statement starting at ``line``) under the sandbox rules.
 
-    ``provided`` are the names the client sends values for, ``modules`` those that are modules.
+    ``provided`` are the names the client sends values for, ``modules`` those that are modules,
+    ``refused`` the attribute names that exist on objects a block can reach but that the hosted
+    model's allow-lists do not allow (None: not known yet; the worker checks again with them
+    before running, and its run-time guard refuses the rest).
 
     Raises:
         RemoteCodeRejected: every rule it breaks, each with its line.
     """
+    if len(source) > MAX_SOURCE:
+        raise RemoteCodeRejected(
+            [f"Line {line}: the block is {len(source)} characters, over {MAX_SOURCE}."]
+        )
     text = "\n" * max(line - 1, 0) + source
     try:
         tree = ast.parse(text, filename)
+        problems = _structure(tree) + _free_names(tree, frozenset(provided))
+        problems += _module_attributes(tree, frozenset(modules))
+        if refused:
+            problems += _refused_attributes(tree, refused)
+        result = compile_restricted_exec(tree, filename, policy=RemotePolicy)
     except SyntaxError as error:
-        raise RemoteCodeRejected([f"Line {error.lineno}: {error.msg}"]) from None
-    problems = _structure(tree) + _free_names(tree, frozenset(provided))
-    problems += _module_attributes(tree, frozenset(modules))
-    result = compile_restricted_exec(tree, filename, policy=RemotePolicy)
+        raise RemoteCodeRejected([f"Line {error.lineno or line}: {error.msg}"]) from None
+    except (RecursionError, MemoryError):
+        raise RemoteCodeRejected(
+            [f"Line {line}: the block is nested too deeply or too long to compile."]
+        ) from None
+    except ValueError as error:  # a null byte, a lone surrogate...
+        raise RemoteCodeRejected([f"Line {line}: the block cannot be compiled: {error}."]) from None
     problems += [p for p in result.errors if p not in problems]
     if problems or result.code is None:
         raise RemoteCodeRejected(sorted(set(problems), key=_line_of) or ["cannot compile"])
@@ -276,6 +286,30 @@ def _module_attributes(tree: ast.Module, modules: frozenset[str]) -> list[str]:
             if problem is not None:
                 problems.append(f"Line {node.lineno}: {problem}.")
     return problems
+
+
+def _refused_attributes(tree: ast.Module, refused: frozenset[str]) -> list[str]:
+    """Attributes that no object a block can reach allows (see ``allowlist.py``)."""
+    return [
+        f'Line {node.lineno}: ".{node.attr}" is not available in remote code: no object a '
+        "block can reach allows it (tensor ops, the documented lenslab API, model.tokenizer's "
+        "encode/decode and config values are allowed)."
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr in refused
+    ]
+
+
+def explain(rejected: RemoteCodeRejected, source: str, filename: str, line: int) -> str:
+    """Each broken rule with the user's own line number and code."""
+    lines = ("\n" * max(line - 1, 0) + source).splitlines()
+    out = [f"the block in {filename} was rejected before running:"]
+    for problem in rejected.problems:
+        rest = problem.partition(":")[2]
+        number = _line_of(problem)
+        code = lines[number - 1].strip() if 0 < number <= len(lines) else ""
+        shown = f"line {number}" + (f" `{code}`" if code else "")
+        out.append(f"  {shown}: {rest.strip()}")
+    return "\n".join(out)
 
 
 def _line_of(problem: str) -> int:

@@ -854,15 +854,30 @@ def test_writing_a_passed_layer_of_a_language_model(tiny_llama):
     assert_no_trace_state()
 
 
-def test_editing_a_passed_value_in_place_is_caught(net, x):
+def test_editing_a_passed_value_in_place_warns_and_changes_only_that_copy(net, x):
     model = NNsight(net)
-    with pytest.raises(OutOfOrderError, match=r"model\.first\.output was edited in place after"):
+    first_truth, out_truth = truth(net, x)
+    with pytest.warns(LensWarning, match=r"model\.first\.output was edited in place after") as w:
         with model.trace(x):
             first = model.first.output
             model.second.output.save()
             first[:] = 0
-            model.output.save()
+            out = model.output.save()  # the line the edit is noticed at
+    assert [warning.lineno for warning in w] == [
+        frames_lineno("the line the edit is noticed at")
+    ]
+    assert all(warning.filename == THIS_FILE for warning in w)
+    assert torch.equal(first, torch.zeros_like(first)) and first_truth.abs().sum() > 0
+    assert torch.equal(out, out_truth)  # the model computed with the unedited value
     assert_exact_afterwards(model, net, x)
+
+
+def frames_lineno(marker: str) -> int:
+    """The line of this file that carries ``marker`` in a comment."""
+    with open(THIS_FILE) as file:
+        lines = [i for i, line in enumerate(file, 1) if line.rstrip().endswith("# " + marker)]
+    assert len(lines) == 1, lines
+    return lines[0]
 
 
 # == 5. bad input: clear messages =================================================================
@@ -927,7 +942,7 @@ def test_values_outside_a_trace(net):
 FAILURES = {
     "path": ModulePathError,
     "out_of_order": OutOfOrderError,
-    "in_place": OutOfOrderError,
+    "in_place": LensWarning,  # a warning, raised as an error by the tests' configuration
     "not_called": ModuleNotCalledError,
     "shape": EditError,
     "dtype": EditError,

@@ -28,7 +28,7 @@ import torch
 from greenlet import getcurrent, greenlet
 from torch import nn
 
-from ..errors import EditError, InputError, LensError, LensWarning, TraceStateError
+from ..errors import EditError, InputError, InvokeError, LensError, LensWarning, TraceStateError
 from . import frames, observers, source
 from .cache import Cache, chosen_envoys
 from .envoy import Envoy
@@ -59,7 +59,7 @@ class Traceable(Protocol):
 class Deferred:
     """A body to run later inside the batched forward: its inputs, code and namespace."""
 
-    prepared: Any
+    prepared: Any  # None: a promptless invoke, over the rows of all the others
     block: Block
     namespace: dict[str, Any]
 
@@ -101,18 +101,34 @@ class Tracer:
         self._caches: list[Cache] = []
         self._unskip: Callable[[], None] | None = None  # undoes the skip of a deferred body
         self._opened_on: greenlet | None = None  # where __enter__ ran (see _open)
+        self._invoking = False  # an invoke's body is running: no invoke may open inside it
 
     # -- inside the block ------------------------------------------------------------------
 
     def invoke(self, *args: Any, **kwargs: Any) -> Invoker:
-        """One more input for this trace; its block's code sees only its own batch rows."""
+        """One more input for this trace; its block's code sees only its own batch rows.
+
+        Without inputs (``tracer.invoke()``), the block sees every row of the invokes that
+        have inputs, in their order, wherever it stands among them.
+        """
+        if self._invoking:
+            raise InvokeError(
+                "tracer.invoke(...) inside another invoke's body: invokes are siblings, each "
+                "written directly in the trace's body. Move this `with tracer.invoke(...):` "
+                "out, next to the other invokes."
+            )
         if self._inputs is not None:
+            if not args and not kwargs:
+                raise InputError(
+                    "tracer.invoke() without inputs runs over the rows of the trace's "
+                    "tracer.invoke('prompt') blocks, but this trace got its inputs from "
+                    "model.trace(...), so its own body already sees every row: write the code "
+                    "directly in the trace's body."
+                )
             raise InputError(
                 "this trace already has inputs from model.trace(...); give inputs either to "
                 "model.trace(...) or to each tracer.invoke(...), not both."
             )
-        if not args and not kwargs:
-            raise InputError("tracer.invoke() needs inputs, e.g. tracer.invoke('Hello').")
         return Invoker(self, args, kwargs)
 
     def run_pending(self, method: str, options: dict[str, Any]) -> Any:
@@ -129,7 +145,8 @@ class Tracer:
     @property
     def result(self) -> Any:
         """What the model returned (generation: the token ids); inside the block, waits for it."""
-        if self._inline is not None and not self._inline.interleaver.finished:
+        running = self._inline is not None or self._invoking
+        if running and self._interleaver is not None and not self._interleaver.finished:
             root = (
                 getattr(self.model, "generator", self.model)
                 if self.method == "generate"
@@ -296,6 +313,12 @@ class Tracer:
         pending, self._pending = self._pending, []
         if not pending:
             return
+        if all(body.prepared is None for body in pending):
+            raise InputError(
+                "none of this trace's tracer.invoke() blocks has inputs: an invoke without "
+                "inputs runs over the rows of those that have them. Give one its inputs, "
+                "tracer.invoke('prompt'), or pass them to model.trace('prompt')."
+            )
         self._result = self._run_deferred(pending, scan=self._scan)
         written: dict[str, Any] = {}
         for body in pending:
@@ -309,11 +332,14 @@ class Tracer:
 
     def _run_deferred(self, pending: list[Deferred], scan: bool) -> Any:
         """One run of ``pending``'s bodies; a scan runs copies, on fake tensors, for errors only."""
-        run = self.model._batch([body.prepared for body in pending], self.method, self.options)
+        inputs = [body.prepared for body in pending if body.prepared is not None]
+        run = self.model._batch(inputs, self.method, self.options)
+        given = iter(run.rows)  # promptless invokes see the whole batch
+        rows_of = [next(given) if body.prepared is not None else None for body in pending]
         interleaver = self._new_interleaver(run, scan=scan)
         self._interleaver = interleaver
         namespaces = [dict(b.namespace) if scan else b.namespace for b in pending]
-        for index, (body, rows) in enumerate(zip(pending, run.rows)):
+        for index, (body, rows) in enumerate(zip(pending, rows_of)):
             namespace = namespaces[index]
             mediator = Mediator(
                 interleaver, rows, functools.partial(exec, body.block.body, namespace)
@@ -323,7 +349,11 @@ class Tracer:
             interleaver.watch_each(targets)
             if index > 0 and targets:
                 mediator.start_on = frozenset(module for module, _ in targets)
-        interleaver.resume()
+        self._invoking = True
+        try:
+            interleaver.resume()
+        finally:
+            self._invoking = False
         failure = interleaver.failure
         if failure is not None and not isinstance(failure, StopTrace):
             if scan and not isinstance(failure, LensError):
@@ -402,19 +432,27 @@ class Invoker:
 
     def __init__(self, tracer: Tracer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.tracer = tracer
-        self.prepared = tracer.model._prepare(args, kwargs)
+        self.prepared = tracer.model._prepare(args, kwargs) if args or kwargs else None
         self._inline = False
         self._unskip: Callable[[], None] | None = None
 
     def __enter__(self) -> Invoker:
         frame = sys._getframe(1)
         block = source.block_at(frame)
-        self._unskip = self.tracer._defer(self.prepared, block, frame, "invoke", self)
+        tracer = self.tracer
+        self._unskip = tracer._defer(self.prepared, block, frame, "invoke", self)
         if self._unskip is None:
+            if self.prepared is None:
+                raise TraceStateError(
+                    "tracer.invoke() without inputs joins the forward pass of the trace's other "
+                    "invokes, which lenslab arranges from the block's source; this block has "
+                    "none (code run by exec, a %%time cell, or a body with return/yield). Read "
+                    "the values inside the invokes that have inputs instead."
+                )
             _warn_no_source()
-            self.tracer._flush()
-            self.tracer._start_inline(self.prepared, block, frame)
-            self._inline = True
+            tracer._flush()
+            tracer._start_inline(self.prepared, block, frame)
+            self._inline = tracer._invoking = True
         return self
 
     def __exit__(
@@ -431,6 +469,7 @@ class Invoker:
             return True
         if not self._inline:
             return False
+        tracer._invoking = False
         if error_type is None:
             tracer._finish_inline()
         elif tracer._interleaver is not None:

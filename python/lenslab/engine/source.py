@@ -72,6 +72,7 @@ class Block:
     header_calls: frozenset[str]  # methods called in the header, e.g. {"backward"}
     grad_names: frozenset[str]  # names whose .grad the body reads or sets
     passive: Passive | None  # when the body only keeps references (see passive.py)
+    saves_anything: bool = False  # ``body`` routes some ``X.save()`` through save_any (rewrite.py)
 
 
 _blocks: dict[tuple[int, int], tuple[CodeType, Block | None]] = {}
@@ -126,13 +127,16 @@ def with_statement_at(filename: str, line: int) -> ast.With | None:
 
 def _find_block(filename: str, line: int) -> Block | None:
     from .passive import passive  # it reads this module's names
+    from .rewrite import rewrite_saves  # so does this one
 
     best = with_statement_at(filename, line)
     if best is None:
         return None
+    rewritten = rewrite_saves(best.body)
+    body = _compile_body(rewritten or best.body, filename)
     return Block(
         accesses=tuple(_accesses(best.body)),
-        body=_compile_body(best.body, filename),
+        body=body,
         assigned=frozenset(_assigned(best.body)),
         body_line=best.body[0].lineno,
         header_calls=frozenset(
@@ -150,6 +154,7 @@ def _find_block(filename: str, line: int) -> Block | None:
             and isinstance(node.value, ast.Name)
         ),
         passive=passive(best.body),
+        saves_anything=rewritten is not None and body is not None,
     )
 
 

@@ -29,7 +29,7 @@ from greenlet import getcurrent, greenlet
 from torch import nn
 
 from ..errors import EditError, InputError, InvokeError, LensError, LensWarning, TraceStateError
-from . import frames, observers, source
+from . import frames, observers, rerun, source
 from .cache import Cache, chosen_envoys
 from .envoy import Envoy
 from .interleaver import Interleaver, Run, StopTrace
@@ -99,9 +99,11 @@ class Tracer:
         self._frame: FrameType | None = None
         self._is_open = False  # between __enter__ and the end of __exit__
         self._caches: list[Cache] = []
+        self._block: Block | None = None
         self._unskip: Callable[[], None] | None = None  # undoes the skip of a deferred body
         self._opened_on: greenlet | None = None  # where __enter__ ran (see _open)
         self._invoking = False  # an invoke's body is running: no invoke may open inside it
+        self._rerun: rerun.Rerun | None = None  # runs a body with .save() on anything (rerun.py)
 
     # -- inside the block ------------------------------------------------------------------
 
@@ -209,13 +211,16 @@ class Tracer:
         opened_here.append(self)
         self._opened_on = here
         try:
+            block = source.block_at(frame)
             if self._inputs is not None:
                 prepared = self.model._prepare(*self._inputs)
-                block = source.block_at(frame)
                 if self._validate:
                     self._unskip = self._defer(prepared, block, frame, "validate=True", self)
                 else:
                     self._start_inline(prepared, block, frame)
+            if self._unskip is None and rerun.wanted(frame, block):
+                self._rerun = rerun.Rerun(frame, block, self)  # type: ignore[arg-type]
+            self._block = block
         except BaseException:
             self._close()
             raise
@@ -230,6 +235,12 @@ class Tracer:
         try:
             if self._unskip is not None:
                 self._restore_tracing()
+            if self._rerun is not None:
+                error_type = self._run_rewritten(error_type)
+                if error_type is None:  # the skipped body ran
+                    error_type = frames.SkipBody
+            elif error is not None and (converted := rerun.save_error(error, self._block)):
+                raise converted.with_traceback(traceback) from None
             if error_type is None or error_type is frames.SkipBody:
                 if self._interleaver is None and not self._pending:
                     raise InputError(
@@ -244,6 +255,25 @@ class Tracer:
         finally:
             self._close()
         return error_type in (StopTrace, frames.SkipBody)
+
+    def _run_rewritten(self, error_type: type[BaseException] | None) -> type[BaseException] | None:
+        """Run the body skipped for rerun.py, here in ``__exit__``; what to go on with."""
+        body, self._rerun = self._rerun, None
+        assert body is not None
+        body.restore_tracing()
+        if error_type is not frames.SkipBody:  # failed before the body began
+            return error_type
+        try:
+            body.run(quiet=(StopTrace,))
+        except BaseException as error:
+            if isinstance(error.__context__, frames.SkipBody):  # how the body was skipped
+                error.__context__ = None
+            trimmed = rerun.from_the_body(error.__traceback__)
+            converted = rerun.save_error(error, body.block)
+            if converted is not None:
+                raise converted.with_traceback(trimmed) from None
+            raise error.with_traceback(trimmed)  # noqa: B904 (it is the same exception)
+        return None
 
     # -- inline runs ---------------------------------------------------------------------------
 
@@ -415,6 +445,9 @@ class Tracer:
         observers.trace_closed(self)
         if self._unskip is not None:
             self._restore_tracing()
+        if self._rerun is not None:
+            self._rerun.restore_tracing()
+            self._rerun = None
         self._forget()
         if self._inline is not None:
             self._inline.deactivate()

@@ -11,6 +11,7 @@ of its names, and the names the body binds are then written back into the functi
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Callable
 from types import CodeType, FrameType, TracebackType
@@ -73,11 +74,11 @@ class Rerun:
         )
 
 
-def _exec(code: CodeType, namespace: dict[str, Any], quiet: tuple[type[BaseException], ...]) -> None:
-    try:
+def _exec(
+    code: CodeType, namespace: dict[str, Any], quiet: tuple[type[BaseException], ...]
+) -> None:
+    with contextlib.suppress(*quiet):
         exec(code, namespace)
-    except quiet:
-        pass
 
 
 def _named_like(code: CodeType, name: str) -> CodeType:

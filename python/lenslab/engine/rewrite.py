@@ -24,19 +24,26 @@ from .source import INDEXED_KINDS, KINDS
 _TENSOR_FIELDS = frozenset(
     {"logits", "loss", "last_hidden_state", "T", "mT", "H", "mH", "grad", "data", "real", "imag"}
 )
-_TENSOR_METHODS = frozenset(
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_TENSOR_METHODS = _words(
     """abs add argmax argmin bfloat16 clamp clip clone contiguous cos cpu cuda cumsum detach
     detach_ diff div double exp expand expand_as flatten flip float gather half index_select
     int log log_softmax logsumexp long masked_fill matmul mean mul neg norm permute pow relu
     repeat requires_grad_ reshape roll sigmoid sign sin softmax sqrt square squeeze std sub sum
-    t tanh to transpose type_as unsqueeze var view view_as where""".split()
+    t tanh to transpose type_as unsqueeze var view view_as where"""
 )
-_TORCH_FUNCTIONS = frozenset(
+_TORCH_FUNCTIONS = _words(
     """cat stack zeros ones zeros_like ones_like full full_like empty tensor as_tensor arange
-    randn rand randn_like softmax log_softmax matmul einsum where concat concatenate""".split()
+    randn rand randn_like softmax log_softmax matmul einsum where concat concatenate"""
 )
 
 _Position = tuple[int, int]
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.ExceptHandler)
 
 
 def _position(node: ast.AST) -> _Position:
@@ -81,9 +88,7 @@ class _Traced:
             name = None
             if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
                 name = None if id(node) in plain else node.id
-            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                name = node.name
-            elif isinstance(node, ast.ExceptHandler):
+            elif isinstance(node, _SCOPES):
                 name = node.name
             elif isinstance(node, ast.alias):
                 name = node.asname or node.name.split(".")[0]

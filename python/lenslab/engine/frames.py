@@ -16,8 +16,6 @@ from collections.abc import Callable, Mapping
 from types import CodeType, FrameType
 from typing import Any
 
-from .saving import SAVE_NAME, save_any
-
 _CO_OPTIMIZED = 0x1
 _WRITES_THROUGH = sys.version_info >= (3, 13)
 
@@ -96,12 +94,10 @@ def skip_body(frame: FrameType, bound: Any, body_line: int) -> Callable[[], None
 
 
 def namespace_of(frame: FrameType) -> dict[str, Any]:
-    """A snapshot of every name visible in ``frame`` (its globals, then its locals), plus the
-    helper that rewritten ``.save()`` calls use (see rewrite.py)."""
+    """A snapshot of every name visible in ``frame`` (its globals, then its locals)."""
     namespace = dict(frame.f_globals)
     if frame.f_locals is not frame.f_globals:
         namespace.update(frame.f_locals)
-    namespace[SAVE_NAME] = save_any
     return namespace
 
 

@@ -67,11 +67,20 @@ class Rerun:
                 if added:
                     scope.pop(SAVE_NAME, None)
             return
-        namespace = frames.namespace_of(frame)
-        _exec(code, namespace, quiet)
-        frames.write_names(
-            frame, {name: namespace[name] for name in block.assigned if name in namespace}
-        )
+        namespace = namespace_of(frame)
+        try:
+            _exec(code, namespace, quiet)
+        finally:  # also after a failure: names bound before it stay bound, as in the body itself
+            frames.write_names(
+                frame, {name: namespace[name] for name in block.assigned if name in namespace}
+            )
+
+
+def namespace_of(frame: FrameType) -> dict[str, Any]:
+    """``frames.namespace_of``, plus the helper that rewritten ``.save()`` calls use."""
+    namespace = frames.namespace_of(frame)
+    namespace[SAVE_NAME] = save_any
+    return namespace
 
 
 def _exec(

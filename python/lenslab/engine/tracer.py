@@ -330,7 +330,7 @@ class Tracer:
                     "block's source: a file or notebook cell, and no return/yield inside."
                 )
             return None
-        self._pending.append(Deferred(prepared, block, frames.namespace_of(frame)))
+        self._pending.append(Deferred(prepared, block, rerun.namespace_of(frame)))
         return frames.skip_body(frame, bound, block.body_line)
 
     def _restore_tracing(self) -> None:

@@ -79,7 +79,7 @@ def test_builtins_saved_in_a_trace_are_usable_after_it(tiny_lm, batched):
 def test_saved_builtins_in_generation_steps(tiny_lm):
     with tiny_lm.generate(PROMPT, max_new_tokens=3, do_sample=False) as tracer:
         tokens = list().save()
-        for step in tracer.iter[:]:
+        for _ in tracer.iter[:]:
             tokens.append(tiny_lm.lm_head.output[0, -1].argmax(dim=-1).item())
     inputs = tiny_lm.tokenizer(PROMPT, return_tensors="pt")
     expected = tiny_lm._model.generate(**inputs, max_new_tokens=3, do_sample=False)
@@ -172,7 +172,7 @@ def test_lenslab_save_still_works_everywhere(tiny_gpt2):
     torch.testing.assert_close(namespace["kept"]["h"], expected[0])
 
 
-# -- tracebacks, pdb, no source ---------------------------------------------------------------------
+# -- tracebacks, pdb, no source -------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -240,7 +240,8 @@ def test_without_source_save_on_a_builtin_is_a_clear_error(net):
     namespace = {"model": model, "x": torch.ones(2, 3)}
     with pytest.raises(SaveError, match=r"'list' object has no \.save\(\).*lenslab\.save\(value\)"):
         exec("with model.trace(x):\n    kept = [].save()\n    kept.append(1)\n", namespace)
-    error = pytest.raises(AttributeError, exec, "with model.trace(x):\n    (3).save()", namespace)
+    with pytest.raises(AttributeError) as error:
+        exec("with model.trace(x):\n    (3).save()", namespace)
     assert isinstance(error.value, LensError)
     last = traceback.extract_tb(error.value.__traceback__)[-1]
     assert last.filename == "<string>" and last.lineno == 2
@@ -249,7 +250,7 @@ def test_without_source_save_on_a_builtin_is_a_clear_error(net):
     assert namespace["h"].shape == (2, 5)
 
 
-# -- which blocks are rewritten: only those that need it ---------------------------------------------
+# -- which blocks are rewritten: only those that need it -------------------------------------------
 
 
 def needs_rewrite(code: str) -> bool:

@@ -1,7 +1,7 @@
 """The source of a with-block: which module values it touches, and its body as code.
 
 Two uses. Modules the body reads get their values kept as the forward passes them, so reads may
-come in any order (seed 1 reads ``h[5].output`` before ``h[5].attn.output``). And the bodies of
+come in any order (code may read ``h[5].output`` before ``h[5].attn.output``). And the bodies of
 ``tracer.invoke(...)`` blocks are compiled here so that several invokes can run inside one
 batched forward. Source comes from ``linecache`` (files, notebook cells); where there is none
 (a string run with ``exec``) both features step aside and the block still works.

@@ -134,7 +134,7 @@ class Tracer:
         return Invoker(self, args, kwargs)
 
     def run_pending(self, method: str, options: dict[str, Any]) -> Any:
-        """Run the invokes declared so far now, as ``method`` (seed 1's in-trace generate)."""
+        """Run the invokes declared so far now, as ``method`` (nnsight's documented in-trace generate)."""
         if not self._pending:
             raise InputError(
                 f"model.{method}() inside a trace needs inputs, from tracer.invoke(...) blocks "

@@ -512,6 +512,16 @@ NOTEBOOK_ERROR = """
 """
 
 
+NOTEBOOK_SAVE_ANYTHING = """
+    with model.trace(x):
+        kept = [].save()
+        kept.append(model[0].output)
+        total = model[2].output.sum().item().save()
+    truth = hooked()
+    print("save anything", torch.equal(kept[0], truth[0]), total == truth["out"].sum().item())
+"""
+
+
 def test_in_a_jupyter_kernel(kernel_name, tmp_path):
     cells = [
         NOTEBOOK_SETUP,
@@ -520,6 +530,7 @@ def test_in_a_jupyter_kernel(kernel_name, tmp_path):
         NOTEBOOK_INVOKES,
         NOTEBOOK_INVOKES_IN_A_FUNCTION,
         NOTEBOOK_ERROR,
+        NOTEBOOK_SAVE_ANYTHING,
     ]
     outputs = run_notebook(cells, kernel_name, str(tmp_path))
     stdout = [o["stdout"] for o in outputs]
@@ -533,6 +544,7 @@ def test_in_a_jupyter_kernel(kernel_name, tmp_path):
         "error 1 / 0  # the cell's own line True",
         "after True False",
     ], everything
+    assert stdout[6].strip() == "save anything True True", everything
 
 
 def time_cell(body: str) -> str:
@@ -560,17 +572,25 @@ NOTEBOOK_TIMED_INVOKES = """
 """
 
 
+NOTEBOOK_TIMED_SAVE_ON_A_LIST = """
+    with model.trace(x):
+        kept = [].save()
+"""
+
+
 def test_in_a_jupyter_time_cell(kernel_name, tmp_path):
     """A %%time cell compiles its body under a name linecache does not know ("<timed exec>").
 
-    Without source, reads still work in any order (every module's value is kept), and each
-    invoke runs its own forward with identical values and one LensWarning.
+    Without source, reads still work in any order (every module's value is kept), each
+    invoke runs its own forward with identical values and one LensWarning, and ``.save()`` on
+    a list is a SaveError naming ``lenslab.save``.
     """
     cells = [
         NOTEBOOK_SETUP,
         time_cell(NOTEBOOK_PLAIN),
         time_cell(NOTEBOOK_ANY_ORDER),
         time_cell(NOTEBOOK_TIMED_INVOKES),
+        time_cell(NOTEBOOK_TIMED_SAVE_ON_A_LIST),
     ]
     outputs = run_notebook(cells, kernel_name, str(tmp_path))
     first_lines = [(o["stdout"].splitlines() or [""])[0] for o in outputs[1:]]
@@ -579,6 +599,10 @@ def test_in_a_jupyter_time_cell(kernel_name, tmp_path):
         "plain True True",
         "any order True True",
         "invokes [1, 2] True 1",
+        "failed SaveError 'list' object has no .save(): lenslab gives .save() to any object in "
+        "blocks whose source it can read (a file or a notebook cell), and this block has none "
+        "(code run by exec, or a %%time cell). Use lenslab.save(value) here: it works on any "
+        "object, anywhere.",
     ]
 
 

@@ -134,7 +134,7 @@ class Tracer:
         return Invoker(self, args, kwargs)
 
     def run_pending(self, method: str, options: dict[str, Any]) -> Any:
-        """Run the invokes declared so far now, as ``method`` (nnsight's documented in-trace generate)."""
+        """Run the invokes declared so far now, as ``method`` (nnsight's in-trace generate)."""
         if not self._pending:
             raise InputError(
                 f"model.{method}() inside a trace needs inputs, from tracer.invoke(...) blocks "
@@ -218,7 +218,12 @@ class Tracer:
                     self._unskip = self._defer(prepared, block, frame, "validate=True", self)
                 else:
                     self._start_inline(prepared, block, frame)
-            if self._unskip is None and rerun.wanted(frame, block):
+            if (
+                block is not None
+                and block.saves_anything
+                and self._unskip is None  # not a validated body, already deferred
+                and rerun.wanted(frame, block)
+            ):
                 self._rerun = rerun.Rerun(frame, block, self)  # type: ignore[arg-type]
             self._block = block
         except BaseException:

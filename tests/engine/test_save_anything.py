@@ -266,6 +266,7 @@ def needs_rewrite(code: str) -> bool:
         "probs = model.layers_output[3].softmax(-1).save()",
         "stacked = torch.stack([model.a.output, model.b.output]).save()",
         "x = model.a.output\ny = x.clone()\ny.save()",
+        "logits = model.output.logits\nlogits = logits.save()",
         "model.save_pretrained('x')\nh = model.a.output",
     ],
 )
@@ -283,6 +284,8 @@ def test_blocks_that_save_only_traced_values_run_as_compiled(code):
         "out = tracer.result.save()",
         "h.save()\nh = model.a.output",  # h is the outer value on that line
         "h = model.a.output\nh = h.shape\nh.save()",
+        "h = h + 1\nh.save()",
+        "a = b.clone()\nb = a.clone()\nb.save()",
         "for h in layers:\n    h.save()",
         "shape = model.a.output.shape.save()",
     ],

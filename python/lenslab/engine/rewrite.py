@@ -96,15 +96,16 @@ class _Traced:
                 bindings.setdefault(name, []).append(((0, 0), None))
         self._first = {name: min(pos for pos, _ in found) for name, found in bindings.items()}
         self._rebound = frozenset(bindings)
-        self.names: set[str] = set()
+        # The largest consistent set: assume every plainly assigned name holds a traced value,
+        # then drop those with a binding that does not, until none changes (so that both
+        # ``h = h.save()`` and ``b = a.clone()`` after ``a = model.x.output`` stay traced).
+        self.names = {n for n, found in bindings.items() if all(v is not None for _, v in found)}
         changed = True
-        while changed:  # grow to a fixed point: b = a.clone() is traced once a is
+        while changed:
             changed = False
-            for name, found in bindings.items():
-                if name not in self.names and all(
-                    value is not None and self.holds(value) for _, value in found
-                ):
-                    self.names.add(name)
+            for name in list(self.names):
+                if not all(self.holds(value) for _, value in bindings[name]):  # type: ignore[arg-type]
+                    self.names.discard(name)
                     changed = True
 
     def holds(self, node: ast.expr) -> bool:

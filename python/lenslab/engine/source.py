@@ -3,8 +3,10 @@
 Two uses. Modules the body reads get their values kept as the forward passes them, so reads may
 come in any order (code may read ``h[5].output`` before ``h[5].attn.output``). And the bodies of
 ``tracer.invoke(...)`` blocks are compiled here so that several invokes can run inside one
-batched forward. Source comes from ``linecache`` (files, notebook cells); where there is none
-(a string run with ``exec``) both features step aside and the block still works.
+batched forward; a body that calls ``.save()`` on objects without their own (``[].save()``) is
+compiled with those calls rewritten (rewrite.py). Source comes from ``linecache`` (files,
+notebook cells); where there is none (a string run with ``exec``) these features step aside and
+the block still works.
 """
 
 from __future__ import annotations

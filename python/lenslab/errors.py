@@ -2,11 +2,18 @@
 
     LensError
     ├── ModulePathError      (also AttributeError / IndexError) no such module under that path
-    ├── TraceStateError      .output / .input used where no trace is running
+    ├── TraceStateError      a with-block or value used where the trace cannot serve it
+    │   ├── NotTracingError  (also ValueError) .output / .input used where no trace is running
+    │   └── InvokeError      (also ValueError) tracer.invoke(...) inside another invoke's body
     ├── OutOfOrderError      an edit of a module the forward has already run past
     ├── ModuleNotCalledError the forward finished without producing the value asked for
     ├── EditError            (also ValueError) a replacement that cannot stand in for the value
-    └── InputError           (also ValueError / TypeError) inputs the model cannot take
+    ├── InputError           (also ValueError / TypeError) inputs the model cannot take
+    │   └── MissingTokenizerError (also AttributeError) text inputs, but no tokenizer
+    └── SaveError            (also AttributeError) ``x.save()`` where lenslab cannot give x one
+
+The extra bases are the types nnsight raises in the same situations, so nnsight code that
+catches ``ValueError`` or ``AttributeError`` keeps working.
 
 Messages say what was attempted, with the user's own names, the rule, and the fix.
 """
@@ -26,6 +33,14 @@ class TraceStateError(LensError):
     """A module value was requested where no trace can provide it."""
 
 
+class NotTracingError(TraceStateError, ValueError):
+    """``.output`` / ``.input`` / ``.inputs`` read or set outside any trace of the model."""
+
+
+class InvokeError(TraceStateError, ValueError):
+    """``tracer.invoke(...)`` opened inside another invoke's body (invokes are siblings)."""
+
+
 class OutOfOrderError(LensError):
     """An edit came after the forward pass had already used the value."""
 
@@ -40,6 +55,14 @@ class EditError(LensError, ValueError):
 
 class InputError(LensError, ValueError, TypeError):
     """Inputs the wrapped model cannot be run on."""
+
+
+class MissingTokenizerError(InputError, AttributeError):
+    """Text inputs given to a language model wrapped without a tokenizer."""
+
+
+class SaveError(LensError, AttributeError):
+    """``x.save()`` on an object without ``.save``, in code whose source lenslab cannot read."""
 
 
 class LensWarning(UserWarning):

@@ -161,10 +161,11 @@ def test_bad_invoke_inputs_are_named(tiny_llama):
                 tiny_llama.model.layers[0].output.save()
 
 
-def test_an_empty_invoke_is_an_error(tiny_llama):
-    with pytest.raises(InputError, match="needs inputs"):
+def test_a_trace_of_only_promptless_invokes_is_an_input_error(tiny_llama):
+    with pytest.raises(InputError, match=r"none of this trace's tracer\.invoke\(\) blocks has"):
         with tiny_llama.trace() as tracer:
-            tracer.invoke()
+            with tracer.invoke():
+                tiny_llama.model.layers[0].output.save()
 
 
 def test_reading_a_value_in_a_trace_without_inputs_is_an_input_error(tiny_llama):

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TraceStateError
-from . import frames, source
+from . import frames, rerun, source
 
 if TYPE_CHECKING:
     from .source import Block
@@ -44,7 +44,7 @@ class EditBlock:
                 "source (a file or notebook cell, not a string run with exec), and no "
                 "return/yield inside the block."
             )
-        self._edit = Edit(block, frames.namespace_of(frame))
+        self._edit = Edit(block, rerun.namespace_of(frame))
         self._unskip = frames.skip_body(frame, self._target, block.body_line)
         return self._target
 

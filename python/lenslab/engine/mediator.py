@@ -9,13 +9,24 @@ an error, raised at once, because the edit could no longer reach the result.
 from __future__ import annotations
 
 import functools
+import os
+import sys
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from ..errors import EditError, InputError, ModuleNotCalledError, OutOfOrderError, TraceStateError
+from ..errors import (
+    EditError,
+    InputError,
+    LensWarning,
+    ModuleNotCalledError,
+    NotTracingError,
+    OutOfOrderError,
+    TraceStateError,
+)
 from .interleaver import Interleaver, Key, end_greenlet
 from .saving import OutputTuple
 from .stacks import spawn
@@ -45,7 +56,7 @@ def mediator_for(envoy: Envoy, kind: str) -> Mediator:
             f"{envoy._name}.{kind} needs inputs: this trace got none. Pass them to "
             "model.trace('prompt'), or read values inside tracer.invoke('prompt') blocks."
         )
-    raise TraceStateError(
+    raise NotTracingError(
         f"{envoy._name}.{kind} is only available inside `with model.trace(...)` "
         "(or `model.generate(...)`), and, when the trace uses tracer.invoke(...), inside an "
         "invoke block. Move this line into the with-block."
@@ -289,12 +300,18 @@ class Mediator:
                 self._held.append((label, tensor, tensor._version))
 
     def _check_held(self) -> None:
-        for label, tensor, version in self._held:
+        """Warn about values edited in place after the forward used them (nnsight allows it:
+        the user changes their own copy), once per edit."""
+        held = self._held
+        for index, (label, tensor, version) in enumerate(held):
             if tensor._version != version:
-                raise OutOfOrderError(
+                held[index] = (label, tensor, tensor._version)
+                warn_at_user_line(
                     f"{label} was edited in place after the forward pass had already used it, "
-                    "so the edit cannot reach the model's result. Make the edit before reading "
-                    "any later module, or .clone() the value to change a copy."
+                    "so the edit cannot reach the model: only your copy changed. To change "
+                    "what the model computes, make the edit before reading any later module "
+                    "(or assign the module's .output); to silence this, .clone() the value "
+                    "first."
                 )
 
     def _never(self, envoy: Envoy, kind: str) -> ModuleNotCalledError:
@@ -334,3 +351,22 @@ def _as_inputs(value: Any, label: str) -> tuple[tuple[Any, ...], dict[str, Any]]
     ):
         return tuple(value[0]), value[1]
     raise EditError(f"cannot set {label}: expected (args, kwargs), got {type(value).__name__}.")
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def warn_at_user_line(message: str) -> None:
+    """A LensWarning attributed to the innermost line outside lenslab (the user's code)."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+    registry = frame.f_globals.setdefault("__warningregistry__", {})
+    warnings.warn_explicit(
+        message,
+        LensWarning,
+        frame.f_code.co_filename,
+        frame.f_lineno,
+        module=frame.f_globals.get("__name__"),
+        registry=registry,
+    )

@@ -35,6 +35,20 @@ def save(value: T) -> T:
     return value
 
 
+# The name rewritten block code calls ``save_any`` by (see rewrite.py); namespaces that run such
+# code carry it.
+SAVE_NAME = "__lenslab_save__"
+
+
+def save_any(value: T) -> T:
+    """``value.save()`` where ``value`` has its own ``save``, else ``save(value)``."""
+    try:
+        method = value.save  # type: ignore[attr-defined]
+    except AttributeError:
+        return save(value)
+    return method()
+
+
 class OutputTuple(tuple):
     """A module's tuple output, exactly as returned, plus ``.save()``.
 

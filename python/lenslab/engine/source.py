@@ -1,10 +1,12 @@
 """The source of a with-block: which module values it touches, and its body as code.
 
 Two uses. Modules the body reads get their values kept as the forward passes them, so reads may
-come in any order (seed 1 reads ``h[5].output`` before ``h[5].attn.output``). And the bodies of
+come in any order (code may read ``h[5].output`` before ``h[5].attn.output``). And the bodies of
 ``tracer.invoke(...)`` blocks are compiled here so that several invokes can run inside one
-batched forward. Source comes from ``linecache`` (files, notebook cells); where there is none
-(a string run with ``exec``) both features step aside and the block still works.
+batched forward; a body that calls ``.save()`` on objects without their own (``[].save()``) is
+compiled with those calls rewritten (rewrite.py). Source comes from ``linecache`` (files,
+notebook cells); where there is none (a string run with ``exec``) these features step aside and
+the block still works.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class Block:
     header_calls: frozenset[str]  # methods called in the header, e.g. {"backward"}
     grad_names: frozenset[str]  # names whose .grad the body reads or sets
     passive: Passive | None  # when the body only keeps references (see passive.py)
+    saves_anything: bool = False  # ``body`` routes some ``X.save()`` through save_any (rewrite.py)
 
 
 _blocks: dict[tuple[int, int], tuple[CodeType, Block | None]] = {}
@@ -126,13 +129,16 @@ def with_statement_at(filename: str, line: int) -> ast.With | None:
 
 def _find_block(filename: str, line: int) -> Block | None:
     from .passive import passive  # it reads this module's names
+    from .rewrite import rewrite_saves  # so does this one
 
     best = with_statement_at(filename, line)
     if best is None:
         return None
+    rewritten = rewrite_saves(best.body)
+    body = _compile_body(rewritten or best.body, filename)
     return Block(
         accesses=tuple(_accesses(best.body)),
-        body=_compile_body(best.body, filename),
+        body=body,
         assigned=frozenset(_assigned(best.body)),
         body_line=best.body[0].lineno,
         header_calls=frozenset(
@@ -150,6 +156,7 @@ def _find_block(filename: str, line: int) -> Block | None:
             and isinstance(node.value, ast.Name)
         ),
         passive=passive(best.body),
+        saves_anything=rewritten is not None and body is not None,
     )
 
 

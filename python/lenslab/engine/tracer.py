@@ -28,8 +28,8 @@ import torch
 from greenlet import getcurrent, greenlet
 from torch import nn
 
-from ..errors import EditError, InputError, LensError, LensWarning, TraceStateError
-from . import frames, observers, source
+from ..errors import EditError, InputError, InvokeError, LensError, LensWarning, TraceStateError
+from . import frames, observers, rerun, source
 from .cache import Cache, chosen_envoys
 from .envoy import Envoy
 from .interleaver import Interleaver, Run, StopTrace
@@ -59,7 +59,7 @@ class Traceable(Protocol):
 class Deferred:
     """A body to run later inside the batched forward: its inputs, code and namespace."""
 
-    prepared: Any
+    prepared: Any  # None: a promptless invoke, over the rows of all the others
     block: Block
     namespace: dict[str, Any]
 
@@ -99,24 +99,42 @@ class Tracer:
         self._frame: FrameType | None = None
         self._is_open = False  # between __enter__ and the end of __exit__
         self._caches: list[Cache] = []
+        self._block: Block | None = None
         self._unskip: Callable[[], None] | None = None  # undoes the skip of a deferred body
         self._opened_on: greenlet | None = None  # where __enter__ ran (see _open)
+        self._invoking = False  # an invoke's body is running: no invoke may open inside it
+        self._rerun: rerun.Rerun | None = None  # runs a body with .save() on anything (rerun.py)
 
     # -- inside the block ------------------------------------------------------------------
 
     def invoke(self, *args: Any, **kwargs: Any) -> Invoker:
-        """One more input for this trace; its block's code sees only its own batch rows."""
+        """One more input for this trace; its block's code sees only its own batch rows.
+
+        Without inputs (``tracer.invoke()``), the block sees every row of the invokes that
+        have inputs, in their order, wherever it stands among them.
+        """
+        if self._invoking:
+            raise InvokeError(
+                "tracer.invoke(...) inside another invoke's body: invokes are siblings, each "
+                "written directly in the trace's body. Move this `with tracer.invoke(...):` "
+                "out, next to the other invokes."
+            )
         if self._inputs is not None:
+            if not args and not kwargs:
+                raise InputError(
+                    "tracer.invoke() without inputs runs over the rows of the trace's "
+                    "tracer.invoke('prompt') blocks, but this trace got its inputs from "
+                    "model.trace(...), so its own body already sees every row: write the code "
+                    "directly in the trace's body."
+                )
             raise InputError(
                 "this trace already has inputs from model.trace(...); give inputs either to "
                 "model.trace(...) or to each tracer.invoke(...), not both."
             )
-        if not args and not kwargs:
-            raise InputError("tracer.invoke() needs inputs, e.g. tracer.invoke('Hello').")
         return Invoker(self, args, kwargs)
 
     def run_pending(self, method: str, options: dict[str, Any]) -> Any:
-        """Run the invokes declared so far now, as ``method`` (seed 1's in-trace generate)."""
+        """Run the invokes declared so far now, as ``method`` (nnsight's in-trace generate)."""
         if not self._pending:
             raise InputError(
                 f"model.{method}() inside a trace needs inputs, from tracer.invoke(...) blocks "
@@ -129,7 +147,8 @@ class Tracer:
     @property
     def result(self) -> Any:
         """What the model returned (generation: the token ids); inside the block, waits for it."""
-        if self._inline is not None and not self._inline.interleaver.finished:
+        running = self._inline is not None or self._invoking
+        if running and self._interleaver is not None and not self._interleaver.finished:
             root = (
                 getattr(self.model, "generator", self.model)
                 if self.method == "generate"
@@ -192,13 +211,21 @@ class Tracer:
         opened_here.append(self)
         self._opened_on = here
         try:
+            block = source.block_at(frame)
             if self._inputs is not None:
                 prepared = self.model._prepare(*self._inputs)
-                block = source.block_at(frame)
                 if self._validate:
                     self._unskip = self._defer(prepared, block, frame, "validate=True", self)
                 else:
                     self._start_inline(prepared, block, frame)
+            if (
+                block is not None
+                and block.saves_anything
+                and self._unskip is None  # not a validated body, already deferred
+                and rerun.wanted(frame, block)
+            ):
+                self._rerun = rerun.Rerun(frame, block, self)  # type: ignore[arg-type]
+            self._block = block
         except BaseException:
             self._close()
             raise
@@ -213,6 +240,12 @@ class Tracer:
         try:
             if self._unskip is not None:
                 self._restore_tracing()
+            if self._rerun is not None:
+                error_type = self._run_rewritten(error_type)
+                if error_type is None:  # the skipped body ran
+                    error_type = frames.SkipBody
+            elif error is not None and (converted := rerun.save_error(error, self._block)):
+                raise converted.with_traceback(traceback) from None
             if error_type is None or error_type is frames.SkipBody:
                 if self._interleaver is None and not self._pending:
                     raise InputError(
@@ -227,6 +260,25 @@ class Tracer:
         finally:
             self._close()
         return error_type in (StopTrace, frames.SkipBody)
+
+    def _run_rewritten(self, error_type: type[BaseException] | None) -> type[BaseException] | None:
+        """Run the body skipped for rerun.py, here in ``__exit__``; what to go on with."""
+        body, self._rerun = self._rerun, None
+        assert body is not None
+        body.restore_tracing()
+        if error_type is not frames.SkipBody:  # failed before the body began
+            return error_type
+        try:
+            body.run(quiet=(StopTrace,))
+        except BaseException as error:
+            if isinstance(error.__context__, frames.SkipBody):  # how the body was skipped
+                error.__context__ = None
+            trimmed = rerun.from_the_body(error.__traceback__)
+            converted = rerun.save_error(error, body.block)
+            if converted is not None:
+                raise converted.with_traceback(trimmed) from None
+            raise error.with_traceback(trimmed)  # noqa: B904 (it is the same exception)
+        return None
 
     # -- inline runs ---------------------------------------------------------------------------
 
@@ -283,7 +335,7 @@ class Tracer:
                     "block's source: a file or notebook cell, and no return/yield inside."
                 )
             return None
-        self._pending.append(Deferred(prepared, block, frames.namespace_of(frame)))
+        self._pending.append(Deferred(prepared, block, rerun.namespace_of(frame)))
         return frames.skip_body(frame, bound, block.body_line)
 
     def _restore_tracing(self) -> None:
@@ -296,6 +348,12 @@ class Tracer:
         pending, self._pending = self._pending, []
         if not pending:
             return
+        if all(body.prepared is None for body in pending):
+            raise InputError(
+                "none of this trace's tracer.invoke() blocks has inputs: an invoke without "
+                "inputs runs over the rows of those that have them. Give one its inputs, "
+                "tracer.invoke('prompt'), or pass them to model.trace('prompt')."
+            )
         self._result = self._run_deferred(pending, scan=self._scan)
         written: dict[str, Any] = {}
         for body in pending:
@@ -309,11 +367,14 @@ class Tracer:
 
     def _run_deferred(self, pending: list[Deferred], scan: bool) -> Any:
         """One run of ``pending``'s bodies; a scan runs copies, on fake tensors, for errors only."""
-        run = self.model._batch([body.prepared for body in pending], self.method, self.options)
+        inputs = [body.prepared for body in pending if body.prepared is not None]
+        run = self.model._batch(inputs, self.method, self.options)
+        given = iter(run.rows)  # promptless invokes see the whole batch
+        rows_of = [next(given) if body.prepared is not None else None for body in pending]
         interleaver = self._new_interleaver(run, scan=scan)
         self._interleaver = interleaver
         namespaces = [dict(b.namespace) if scan else b.namespace for b in pending]
-        for index, (body, rows) in enumerate(zip(pending, run.rows)):
+        for index, (body, rows) in enumerate(zip(pending, rows_of)):
             namespace = namespaces[index]
             mediator = Mediator(
                 interleaver, rows, functools.partial(exec, body.block.body, namespace)
@@ -323,7 +384,11 @@ class Tracer:
             interleaver.watch_each(targets)
             if index > 0 and targets:
                 mediator.start_on = frozenset(module for module, _ in targets)
-        interleaver.resume()
+        self._invoking = True
+        try:
+            interleaver.resume()
+        finally:
+            self._invoking = False
         failure = interleaver.failure
         if failure is not None and not isinstance(failure, StopTrace):
             if scan and not isinstance(failure, LensError):
@@ -385,6 +450,9 @@ class Tracer:
         observers.trace_closed(self)
         if self._unskip is not None:
             self._restore_tracing()
+        if self._rerun is not None:
+            self._rerun.restore_tracing()
+            self._rerun = None
         self._forget()
         if self._inline is not None:
             self._inline.deactivate()
@@ -402,19 +470,27 @@ class Invoker:
 
     def __init__(self, tracer: Tracer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.tracer = tracer
-        self.prepared = tracer.model._prepare(args, kwargs)
+        self.prepared = tracer.model._prepare(args, kwargs) if args or kwargs else None
         self._inline = False
         self._unskip: Callable[[], None] | None = None
 
     def __enter__(self) -> Invoker:
         frame = sys._getframe(1)
         block = source.block_at(frame)
-        self._unskip = self.tracer._defer(self.prepared, block, frame, "invoke", self)
+        tracer = self.tracer
+        self._unskip = tracer._defer(self.prepared, block, frame, "invoke", self)
         if self._unskip is None:
+            if self.prepared is None:
+                raise TraceStateError(
+                    "tracer.invoke() without inputs joins the forward pass of the trace's other "
+                    "invokes, which lenslab arranges from the block's source; this block has "
+                    "none (code run by exec, a %%time cell, or a body with return/yield). Read "
+                    "the values inside the invokes that have inputs instead."
+                )
             _warn_no_source()
-            self.tracer._flush()
-            self.tracer._start_inline(self.prepared, block, frame)
-            self._inline = True
+            tracer._flush()
+            tracer._start_inline(self.prepared, block, frame)
+            self._inline = tracer._invoking = True
         return self
 
     def __exit__(
@@ -431,6 +507,7 @@ class Invoker:
             return True
         if not self._inline:
             return False
+        tracer._invoking = False
         if error_type is None:
             tracer._finish_inline()
         elif tracer._interleaver is not None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, MissingTokenizerError
 
 _INPUT_HELP = (
     "Pass a string, a list of strings, token ids (tensor or list), a tokenizer output, or "
@@ -70,8 +70,9 @@ def tokenize(
         ids, mask = extra.pop("input_ids"), extra.pop("attention_mask", None)
     elif isinstance(data, str) or _is_str_list(data):
         if tokenizer is None:
-            raise InputError(
-                "text inputs need a tokenizer: pass LanguageModel(..., tokenizer=tok)."
+            raise MissingTokenizerError(
+                "text inputs need a tokenizer, and this model was wrapped without one: pass "
+                "LanguageModel(hf_model, tokenizer=tok), or give token ids instead of text."
             )
         texts = [data] if isinstance(data, str) else list(data)
         if "" not in texts:  # an empty one may have no tokens: see below, at its own line

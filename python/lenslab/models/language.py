@@ -228,7 +228,7 @@ class LanguageModel(NNsight):
         ``for step in tracer.iter[...]`` / ``tracer.all()``. After the block, ``tracer.result``
         (and ``model.generator.output`` inside it) holds the token ids, ``tracer.text`` the
         decoded sequences. Called without inputs inside ``model.trace()`` after
-        ``tracer.invoke(...)`` blocks (seed 1's form), it runs those invokes as one
+        ``tracer.invoke(...)`` blocks (nnsight's documented form), it runs those invokes as one
         generation and returns the ids.
         """
         if kwargs.pop("remote", False) and not self._hosted:

@@ -6,6 +6,8 @@ Importing lenslab changes nothing in torch or transformers; hooks exist only whi
 from ._lab import register_sidebar as _register_sidebar
 from .engine.saving import save
 from .errors import (
+    CacheKeyError,
+    DeviceError,
     EditError,
     InputError,
     LensError,
@@ -13,6 +15,7 @@ from .errors import (
     ModuleNotCalledError,
     ModulePathError,
     OutOfOrderError,
+    RenameError,
     TraceStateError,
 )
 from .models.language import LanguageModel
@@ -30,6 +33,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CONFIG",
+    "CacheKeyError",
+    "DeviceError",
     "EditError",
     "InputError",
     "LanguageModel",
@@ -39,6 +44,7 @@ __all__ = [
     "ModulePathError",
     "NNsight",
     "OutOfOrderError",
+    "RenameError",
     "TraceStateError",
     "__version__",
     "activation_patching",

@@ -6,7 +6,10 @@
     ├── OutOfOrderError      an edit of a module the forward has already run past
     ├── ModuleNotCalledError the forward finished without producing the value asked for
     ├── EditError            (also ValueError) a replacement that cannot stand in for the value
-    └── InputError           (also ValueError / TypeError) inputs the model cannot take
+    ├── InputError           (also ValueError / TypeError) inputs the model cannot take
+    ├── CacheKeyError        (also KeyError / AttributeError / IndexError) nothing cached there
+    ├── RenameError          (also ValueError) a rename= entry that matches no module
+    └── DeviceError          (also RuntimeError) a device this machine does not have
 
 Messages say what was attempted, with the user's own names, the rule, and the fix.
 """
@@ -40,6 +43,21 @@ class EditError(LensError, ValueError):
 
 class InputError(LensError, ValueError, TypeError):
     """Inputs the wrapped model cannot be run on."""
+
+
+class CacheKeyError(ModulePathError, KeyError):
+    """A ``tracer.cache()`` lookup of a module that was not cached."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class RenameError(LensError, ValueError):
+    """A ``rename=`` entry that names no module of the model, or clashes with a name in use."""
+
+
+class DeviceError(LensError, RuntimeError):
+    """A device move to hardware this machine does not have."""
 
 
 class LensWarning(UserWarning):

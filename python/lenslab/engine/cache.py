@@ -79,7 +79,7 @@ class CacheSteps(list[CacheEntry]):
 
 
 class Cache(dict[str, Any]):
-    """Module name (``model.model.layers[3]``) to its CacheEntry, or CacheSteps after several steps."""
+    """Module name (``model.model.layers[3]``) to its CacheEntry (CacheSteps: several steps)."""
 
     def __init__(
         self,
@@ -107,9 +107,13 @@ class Cache(dict[str, Any]):
         """Start filling from this run's forward."""
         for envoy in self._envoys:
             if self._outputs:
-                interleaver.observe(envoy._module, "output", self._recorder(envoy, "output", interleaver))
+                interleaver.observe(
+                    envoy._module, "output", self._recorder(envoy, "output", interleaver)
+                )
             if self._inputs:
-                interleaver.observe(envoy._module, "input", self._recorder(envoy, "inputs", interleaver))
+                interleaver.observe(
+                    envoy._module, "input", self._recorder(envoy, "inputs", interleaver)
+                )
 
     def _recorder(self, envoy: Envoy, field: str, interleaver: Interleaver) -> Any:
         name = envoy._name
@@ -154,7 +158,10 @@ class Cache(dict[str, Any]):
         return True
 
     def get(self, key: Any, default: Any = None) -> Any:
-        return self[key] if key in self else default
+        try:
+            return self[key]
+        except CacheKeyError:
+            return default
 
     def __getattr__(self, name: str) -> CacheView:
         if name.startswith("_"):
@@ -293,13 +300,16 @@ def open_cache(
     """Make the cache ``tracer.cache(...)`` returns and start it on the running forward, if any."""
     root = tracer.model
     if dtype is not None and not isinstance(dtype, torch.dtype):
-        raise InputError(f"tracer.cache(dtype=...) takes a torch.dtype such as torch.float16, got {dtype!r}.")
+        raise InputError(
+            f"tracer.cache(dtype=...) takes a torch.dtype such as torch.float16, got {dtype!r}."
+        )
     if device is not None:
         try:
             device = torch.device(device)
         except (RuntimeError, TypeError) as error:
             raise InputError(
-                f"tracer.cache(device={device!r}): not a device ({error}); use e.g. 'cpu' or 'cuda:0'."
+                f"tracer.cache(device={device!r}): not a device ({error}); use e.g. 'cpu' "
+                "or 'cuda:0'."
             ) from None
     with_inputs = bool(include_inputs or inputs)
     if not include_output and not with_inputs:

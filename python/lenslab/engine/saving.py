@@ -88,7 +88,7 @@ _installed: set[type] = set()
 def _install() -> None:
     if not _installed:
         torch.Tensor.backward = _WhileTracing(  # type: ignore[method-assign, assignment]
-            "backward", gradients.backward, gradients._torch_backward
+            "backward", gradients.backward, gradients.outside_trace
         )
         torch.Tensor.save = _SAVE  # type: ignore[attr-defined]
         _installed.add(torch.Tensor)

@@ -69,7 +69,11 @@ def build_aliases(
 
 def _alias_list(key: str, value: object) -> list[str]:
     names = [value] if isinstance(value, str) else value
-    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+    if (
+        not isinstance(names, (list, tuple))
+        or not names
+        or not all(isinstance(n, str) for n in names)
+    ):
         raise RenameError(
             f"rename={{{key!r}: {value!r}}}: an alias is a name or a list of names, e.g. "
             f"rename={{{key!r}: 'layers'}}."

@@ -173,7 +173,7 @@ class Envoy:
         return self._alias(name)
 
     def get(self, path: str) -> Any:
-        """The envoy (or value) at a dotted ``path`` below here: ``model.get('transformer.h.0')``."""
+        """The envoy (or value) at a dotted ``path`` below: ``model.get('transformer.h.0')``."""
         found: Any = self
         for part in path.split("."):
             if part:

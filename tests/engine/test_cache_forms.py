@@ -97,9 +97,12 @@ def test_cache_sees_edits_and_model_edit(model):
     with edited.trace(PROMPT) as tracer:
         in_edit = tracer.cache(modules=[blocks[1]._name])
     hf_blocks = layers_of(model._model)
-    with hooked(
-        {"mlp": hf_blocks[0].mlp, "1": hf_blocks[1]}, edit={"mlp": torch.zeros_like}
-    ) as truth, torch.no_grad():
+    with (
+        hooked(
+            {"mlp": hf_blocks[0].mlp, "1": hf_blocks[1]}, edit={"mlp": torch.zeros_like}
+        ) as truth,
+        torch.no_grad(),
+    ):
         model._model(ids(model))
     torch.testing.assert_close(in_edit[blocks[1]._name].output, truth["1"])
     torch.testing.assert_close(cache[blocks[1]._name].output, truth["1"])
@@ -120,7 +123,9 @@ def test_batched_trace_and_a_cache_made_inside_one_invoke(model):
         with hooked({"1": layers_of(model._model)[1]}) as captured, torch.no_grad():
             model._model(prompt_ids)
         truth.append(captured["1"])
-    torch.testing.assert_close(whole[blocks[1]._name].output, torch.cat(truth), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        whole[blocks[1]._name].output, torch.cat(truth), atol=1e-5, rtol=1e-4
+    )
     assert own[blocks[1]._name].output.shape[0] == 1
     torch.testing.assert_close(own[blocks[1]._name].output, truth[1], atol=1e-5, rtol=1e-4)
 

@@ -70,9 +70,7 @@ def test_modules_and_named_modules_yield_envoys_with_paths(request, name):
     model = request.getfixturevalue(name)
     named = model.named_modules()
     torch_named = list(model._model.named_modules())
-    assert [path for path, _ in named] == [
-        "model" + (f".{p}" if p else "") for p, _ in torch_named
-    ]
+    assert [path for path, _ in named] == ["model" + (f".{p}" if p else "") for p, _ in torch_named]
     assert [envoy._module for _, envoy in named] == [m for _, m in torch_named]
     assert all(envoy.path == path for path, envoy in named)
     assert [e.path for e in model.modules()] == [p for p, _ in named]

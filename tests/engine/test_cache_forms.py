@@ -157,7 +157,7 @@ def test_bad_inputs_are_clear_and_leave_the_model_clean(model):
     with pytest.raises(ModulePathError, match="names no module"):
         with model.trace(PROMPT) as tracer:
             tracer.cache(modules=["model.nonexistent.0"])
-    with pytest.raises(InputError, match="torch.dtype"):
+    with pytest.raises(InputError, match=r"torch\.dtype"):
         with model.trace(PROMPT) as tracer:
             tracer.cache(dtype="half")
     with pytest.raises(InputError, match="caches nothing"):
@@ -170,13 +170,13 @@ def test_bad_inputs_are_clear_and_leave_the_model_clean(model):
     with pytest.raises(CacheKeyError, match="not in this cache"):
         cache["model.lm_head"]
     with pytest.raises(AttributeError):
-        cache.model.lm_head
+        _ = cache.model.lm_head
     view = cache.model
     for part in path.split("."):
         view = getattr(view, part)
     with pytest.raises(IndexError):
         view[99]
     with pytest.raises(AttributeError):
-        view[0].mlp
+        _ = view[0].mlp
     assert cache.get("model.lm_head") is None
     assert_clean(model._model)

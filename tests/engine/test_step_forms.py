@@ -110,7 +110,7 @@ def test_with_iter_mistakes_are_clear(model):
         "    with tracer.all():\n"
         "        pass\n"
     )
-    with pytest.raises(TraceStateError, match="for step in tracer.iter"):
+    with pytest.raises(TraceStateError, match=r"for step in tracer\.iter"):
         exec(compile(code, "<no source>", "exec"), namespace)
     assert_clean(model._model)
 

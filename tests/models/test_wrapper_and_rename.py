@@ -158,7 +158,8 @@ def test_edits_through_aliases_batched_in_generation_and_in_model_edit(renamed):
     with model.trace(prompts) as tracer:  # cache keys through the alias
         cache = tracer.cache(modules=[f"model.{alias}.0.ffn"])
     assert f"model.{alias}.0.feed_forward" in cache
-    getattr(cache.model, alias)[0].ffn.output  # attribute access through the alias
+    through_alias = getattr(cache.model, alias)[0].ffn.output  # attribute access, by alias
+    assert torch.equal(through_alias, cache[f"model.{alias}.0.feed_forward"].output)
     assert_clean(hf)
 
 
@@ -173,7 +174,7 @@ def test_rename_mistakes_are_clear(tiny_gpt2):
         LanguageModel(hf, tokenizer=tok, rename={"attn": "output"})
     with pytest.raises(RenameError, match="already has a module or attribute named 'mlp'"):
         LanguageModel(hf, tokenizer=tok, rename={"attn": "mlp"})
-    with pytest.raises(RenameError, match="standardized view's transformer.h"):
+    with pytest.raises(RenameError, match=r"standardized view's transformer\.h"):
         LanguageModel(hf, tokenizer=tok, rename={"transformer.h.0": "layers"})
     with pytest.raises(RenameError, match="matches no module"):
         NNsight(net(), rename={"encoder": "enc"})

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import DeviceError, ModulePathError
+from .hooked import hooked_call
 from .mediator import mediator_for
 
 _SEQUENCES = (nn.ModuleList, nn.Sequential)
@@ -80,8 +81,6 @@ class Envoy:
         placed on this module and its submodules, as the model's own forward would (hooked.py).
         """
         if hook:
-            from .hooked import hooked_call  # only on this path: hooked imports the tracer
-
             return hooked_call(self, args, kwargs)
         return self._module(*args, **kwargs)
 
@@ -122,8 +121,9 @@ class Envoy:
             return child
         if isinstance(key, str) and key in module._modules:
             return self._child(key)
-        if isinstance(key, str) and self._alias(key) is not None:
-            return self._alias(key)
+        aliased = self._alias(key) if isinstance(key, str) else None
+        if aliased is not None:
+            return aliased
         kind = type(module).__name__
         raise ModulePathError(
             f"{self._name}[{key!r}] does not exist: {self._name} is a {kind}; "

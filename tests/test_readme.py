@@ -64,3 +64,8 @@ def test_every_python_snippet_in_the_readme_runs_in_order(tmp_path, capsys):
         > names["model"].tokenizer("The Eiffel Tower is in", return_tensors="pt").input_ids.shape[1]
     )
     assert names["out"].shape[0] == 1
+    # nnsight's other forms: one cache entry per generated token, hook=True ran the edit, and
+    # the standalone backward block saw a gradient.
+    assert len(names["steps"]["model.lm_head"]) == 3
+    assert names["zeroed"].abs().max() == 0 and names["plain"].abs().max() > 0
+    assert names["state_grad"].shape == names["state"].shape and names["state_grad"].any()

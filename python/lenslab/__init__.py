@@ -6,6 +6,8 @@ Importing lenslab changes nothing in torch or transformers; hooks exist only whi
 from ._lab import register_sidebar as _register_sidebar
 from .engine.saving import save
 from .errors import (
+    CacheKeyError,
+    DeviceError,
     EditError,
     InputError,
     InvokeError,
@@ -17,6 +19,7 @@ from .errors import (
     NotTracingError,
     OutOfOrderError,
     SaveError,
+    RenameError,
     TraceStateError,
 )
 from .models.language import LanguageModel
@@ -34,6 +37,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CONFIG",
+    "CacheKeyError",
+    "DeviceError",
     "EditError",
     "InputError",
     "InvokeError",
@@ -47,6 +52,7 @@ __all__ = [
     "NotTracingError",
     "OutOfOrderError",
     "SaveError",
+    "RenameError",
     "TraceStateError",
     "__version__",
     "activation_patching",

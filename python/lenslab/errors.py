@@ -10,10 +10,13 @@
     ├── EditError            (also ValueError) a replacement that cannot stand in for the value
     ├── InputError           (also ValueError / TypeError) inputs the model cannot take
     │   └── MissingTokenizerError (also AttributeError) text inputs, but no tokenizer
-    └── SaveError            (also AttributeError) ``x.save()`` where lenslab cannot give x one
+    ├── SaveError            (also AttributeError) ``x.save()`` where lenslab cannot give x one
+    ├── CacheKeyError        (also KeyError / AttributeError / IndexError) nothing cached there
+    ├── RenameError          (also ValueError) a rename= entry that matches no module
+    └── DeviceError          (also RuntimeError) a device this machine does not have
 
 The extra bases are the types nnsight raises in the same situations, so nnsight code that
-catches ``ValueError`` or ``AttributeError`` keeps working.
+catches ``ValueError``, ``AttributeError`` or ``KeyError`` keeps working.
 
 Messages say what was attempted, with the user's own names, the rule, and the fix.
 """
@@ -63,6 +66,21 @@ class MissingTokenizerError(InputError, AttributeError):
 
 class SaveError(LensError, AttributeError):
     """``x.save()`` on an object without ``.save``, in code whose source lenslab cannot read."""
+
+
+class CacheKeyError(ModulePathError, KeyError):
+    """A ``tracer.cache()`` lookup of a module that was not cached."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class RenameError(LensError, ValueError):
+    """A ``rename=`` entry that names no module of the model, or clashes with a name in use."""
+
+
+class DeviceError(LensError, RuntimeError):
+    """A device move to hardware this machine does not have."""
 
 
 class LensWarning(UserWarning):

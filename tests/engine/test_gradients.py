@@ -107,16 +107,22 @@ def test_backward_of_a_non_scalar_is_a_clear_error(tiny_llama):
 
 
 def test_torch_is_not_patched_outside_traces():
+    """Outside traces ``Tensor.backward`` reads as torch's own, and a plain call is torch's
+    (only a with-item form differs: nnsight's standalone backward block)."""
     code = """
 import torch
 before = (torch.Tensor.backward, torch.Tensor.__dict__.get("grad"))
 import lenslab, torch.nn as nn
+assert (torch.Tensor.backward, torch.Tensor.__dict__.get("grad")) == before
 net = lenslab.NNsight(nn.Linear(3, 1))
 with net.trace(torch.ones(1, 3)):
     during = torch.Tensor.backward
     out = net.output.save()
 after = (torch.Tensor.backward, torch.Tensor.__dict__.get("grad"))
 assert before == after and during is not before[0]
+x = torch.randn(2, 3, requires_grad=True)
+(x * x).sum().backward()                       # a plain call outside a trace: torch's own
+assert torch.equal(x.grad, 2 * x.detach())
 print("ok")
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

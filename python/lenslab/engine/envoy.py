@@ -9,12 +9,13 @@ tree serves every trace, thread and invoke.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from torch import nn
 
-from ..errors import ModulePathError
+from ..errors import DeviceError, ModulePathError
+from .hooked import hooked_call
 from .mediator import mediator_for
 
 _SEQUENCES = (nn.ModuleList, nn.Sequential)
@@ -23,9 +24,15 @@ _SEQUENCES = (nn.ModuleList, nn.Sequential)
 class Envoy:
     """A module of a traced model; attribute access and ``[i]`` follow the module tree."""
 
-    def __init__(self, module: nn.Module, name: str, root: Envoy | None = None) -> None:
+    # Set on a root built with ``rename=``: envoy path -> {alias: dotted path below it}.
+    _aliases: dict[str, dict[str, str]] | None = None
+
+    def __init__(
+        self, module: nn.Module, name: str, root: Envoy | None = None, path: str = "model"
+    ) -> None:
         self._module = module
         self._name = name  # how the user writes it, e.g. "model.model.layers[5]"
+        self.path = path  # nnsight's dotted form of the same, e.g. "model.model.layers.5"
         self._root: Envoy = root if root is not None else self
         self._children: dict[str, Envoy] = {}
         self._by_index: dict[int, Envoy] = {}  # model.layers[i] is on every hot path
@@ -67,8 +74,14 @@ class Envoy:
 
     # -- the module tree -----------------------------------------------------------------------
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the module directly on ``args`` (e.g. ``model.lm_head(h)``), outside the trace."""
+    def __call__(self, *args: Any, hook: bool = False, **kwargs: Any) -> Any:
+        """Run the module directly on ``args`` (e.g. ``model.lm_head(h)``), outside the trace.
+
+        ``hook=True`` inside a trace: the call runs the model's ``model.edit()`` interventions
+        placed on this module and its submodules, as the model's own forward would (hooked.py).
+        """
+        if hook:
+            return hooked_call(self, args, kwargs)
         return self._module(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
@@ -79,6 +92,10 @@ class Envoy:
             # Kept as an attribute, so the next lookup never reaches __getattr__.
             child = self.__dict__[name] = self._child(name)
             return child
+        aliased = self._alias(name)
+        if aliased is not None:
+            self.__dict__[name] = aliased
+            return aliased
         try:
             return getattr(module, name)
         except AttributeError:
@@ -104,6 +121,9 @@ class Envoy:
             return child
         if isinstance(key, str) and key in module._modules:
             return self._child(key)
+        aliased = self._alias(key) if isinstance(key, str) else None
+        if aliased is not None:
+            return aliased
         kind = type(module).__name__
         raise ModulePathError(
             f"{self._name}[{key!r}] does not exist: {self._name} is a {kind}; "
@@ -118,7 +138,8 @@ class Envoy:
             yield self._child(name)
 
     def __dir__(self) -> list[str]:
-        return sorted(set(super().__dir__()) | set(self._module._modules))
+        aliases = (self._root._aliases or {}).get(self.path, {})
+        return sorted(set(super().__dir__()) | set(self._module._modules) | set(aliases))
 
     def __repr__(self) -> str:
         return repr(self._module)
@@ -129,8 +150,113 @@ class Envoy:
             module = self._module._modules[name]
             assert module is not None
             shown = f"{self._name}[{name}]" if name.isdigit() else f"{self._name}.{name}"
-            child = self._children[name] = Envoy(module, shown, self._root)
+            child = Envoy(module, shown, self._root, f"{self.path}.{name}")
+            self._children[name] = child
         return child
+
+    def _alias(self, name: str) -> Envoy | None:
+        """The envoy ``name`` stands for here under the model's ``rename=``, if any."""
+        aliases = self._root._aliases
+        target = aliases.get(self.path, {}).get(name) if aliases else None
+        if target is None:
+            return None
+        envoy: Envoy = self
+        for part in target.split("."):
+            envoy = envoy._child(part)
+        return envoy
+
+    def _lookup(self, name: str) -> Envoy | None:
+        """The child module ``name`` (or an alias of a module below), None if there is none."""
+        module = self._module._modules.get(name)
+        if module is not None:
+            return self._child(name)
+        return self._alias(name)
+
+    def get(self, path: str) -> Any:
+        """The envoy (or value) at a dotted ``path`` below: ``model.get('transformer.h.0')``."""
+        found: Any = self
+        for part in path.split("."):
+            if part:
+                found = found[int(part)] if part.isdigit() else getattr(found, part)
+        return found
+
+    # -- the module tree as envoys, as nnsight lists it ---------------------------------------
+
+    def modules(
+        self, include_fn: Callable[[Envoy], bool] | None = None, names: bool = False
+    ) -> list[Any]:
+        """Every envoy from this one down, in torch's order (``include_fn`` filters them);
+        ``names=True``: ``(path, envoy)`` pairs. Each envoy's ``.path`` names it."""
+        found: list[Any] = []
+        seen: set[int] = set()
+        stack: list[Envoy] = [self]
+        while stack:
+            envoy = stack.pop()
+            if id(envoy._module) in seen:
+                continue
+            seen.add(id(envoy._module))
+            if include_fn is None or include_fn(envoy):
+                found.append((envoy.path, envoy) if names else envoy)
+            children = [envoy._child(n) for n, m in envoy._module._modules.items() if m is not None]
+            stack.extend(reversed(children))
+        return found
+
+    def named_modules(self, include_fn: Callable[[Envoy], bool] | None = None) -> list[Any]:
+        """``(path, envoy)`` for every envoy from this one down, e.g. ``("model.lm_head", ...)``."""
+        return self.modules(include_fn, names=True)
+
+    # -- torch's module methods, returning the envoy (the wrapper stays the wrapper) ------------
+
+    def to(self, *args: Any, **kwargs: Any) -> Envoy:
+        """``module.to(...)`` on the wrapped module; returns this envoy, not the torch module."""
+        return self._apply_to_module("to", args, kwargs)
+
+    def cuda(self, *args: Any, **kwargs: Any) -> Envoy:
+        return self._apply_to_module("cuda", args, kwargs)
+
+    def cpu(self) -> Envoy:
+        return self._apply_to_module("cpu", (), {})
+
+    def half(self) -> Envoy:
+        return self._apply_to_module("half", (), {})
+
+    def float(self) -> Envoy:
+        return self._apply_to_module("float", (), {})
+
+    def double(self) -> Envoy:
+        return self._apply_to_module("double", (), {})
+
+    def bfloat16(self) -> Envoy:
+        return self._apply_to_module("bfloat16", (), {})
+
+    def eval(self) -> Envoy:
+        self._module.eval()
+        return self
+
+    def train(self, mode: bool = True) -> Envoy:
+        self._module.train(mode)
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> Envoy:
+        self._module.requires_grad_(requires_grad)
+        return self
+
+    def _apply_to_module(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Envoy:
+        """Convert the weights; a lazily built model loads them first (meta tensors hold none)."""
+        ready = getattr(self._root, "_ready", None)
+        if ready is not None:
+            ready()
+        try:
+            getattr(self._module, method)(*args, **kwargs)
+        except (AssertionError, RuntimeError) as error:
+            if "CUDA" not in str(error) and "cuda" not in str(error):
+                raise
+            shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+            raise DeviceError(
+                f"{self._name}.{method}({shown}) needs a CUDA GPU, and torch has none here "
+                f"({error}). Keep the model on the CPU, or run where a GPU is available."
+            ) from error
+        return self
 
     def _rebind(self, module: nn.Module) -> None:
         """Point this envoy (and every child made so far) at ``module``'s tree."""
@@ -180,8 +306,9 @@ class Envoy:
             for envoy in envoys:
                 module = envoy._module
                 if step == "attr":
-                    if arg in module._modules and module._modules[arg] is not None:
-                        found.append(envoy._child(arg))
+                    child = envoy._lookup(arg)
+                    if child is not None:
+                        found.append(child)
                 elif arg is None:
                     found.extend(envoy)
                 elif isinstance(module, _SEQUENCES) and -len(module) <= arg < len(module):

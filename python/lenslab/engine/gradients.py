@@ -6,8 +6,9 @@ flows on to everything upstream. Same design as the forward: the block's body ru
 backward runs on a greenlet and waits inside a tensor hook while the body works on that
 gradient.
 
-``loss.backward()`` only becomes a context manager where it is written as a with-item, and only
-while a trace is open (``trace_scope``); everywhere else it is torch's own method.
+``loss.backward()`` only becomes a context manager where it is written as a with-item; everywhere
+else it is torch's own method. Inside a trace and (nnsight's standalone form) after one, on
+tensors a trace saved: ``with logits.sum().backward(): g = h.grad.save()``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,30 @@ def backward(self: torch.Tensor, gradient: Any = None, *args: Any, **kwargs: Any
     if block is not None and "backward" in block.header_calls:
         return BackwardBlock(self, gradient, args, kwargs, block.grad_names, caller)
     return _torch_backward(self, gradient, *args, **kwargs)
+
+
+def outside_trace(self: torch.Tensor, gradient: Any = None, *args: Any, **kwargs: Any) -> Any:
+    """``torch.Tensor.backward`` when no trace is open, once lenslab has traced in this process.
+
+    Torch's own method, unless written as a with-item: then a standalone backward block, with
+    ``.grad`` read and edited as inside a trace and ``.save()`` on values while it runs.
+    """
+    caller = sys._getframe(1)
+    block = source.block_at(caller)
+    if block is None or "backward" not in block.header_calls:
+        return _torch_backward(self, gradient, *args, **kwargs)
+    if gradient is None and self.numel() != 1:
+        raise InputError(
+            f"backward() on a tensor of shape {list(self.shape)} needs a scalar: reduce it first "
+            "(e.g. logits[0, -1, token_id] or loss.sum()), or pass gradient=... of that shape."
+        )
+    if not self.requires_grad:
+        raise InputError(
+            "with loss.backward(): this tensor has no gradient graph (it does not require "
+            "grad). Outside a trace, build the loss from values a trace saved while grad mode "
+            "was on (not under torch.no_grad() or torch.inference_mode())."
+        )
+    return BackwardBlock(self, gradient, args, kwargs, block.grad_names, caller, standalone=True)
 
 
 class _Grad:
@@ -86,8 +111,12 @@ class BackwardBlock:
         kwargs: dict[str, Any],
         grad_names: frozenset[str],
         frame: Any,
+        *,
+        standalone: bool = False,
     ) -> None:
         self._run = lambda: _torch_backward(loss, gradient, *args, **kwargs)
+        self._standalone = standalone  # outside any trace: values need .save() while it runs
+        self._saved: list[Any] | None = None
         self._greenlet = spawn(self._main)
         self._hooks: dict[int, Any] = {}
         self._seen: dict[int, torch.Tensor] = {}  # gradients that already flowed, by tensor id
@@ -102,6 +131,10 @@ class BackwardBlock:
                 self._watch(value)
 
     def __enter__(self) -> BackwardBlock:
+        if self._standalone:
+            from .saving import open_trace  # saving imports this module
+
+            self._saved = open_trace()
         _blocks.setdefault(self._body, []).append(self)
         if not hasattr(torch.Tensor, "grad") or not isinstance(
             torch.Tensor.__dict__.get("grad"), _Grad
@@ -131,6 +164,11 @@ class BackwardBlock:
                 del _blocks[self._body]
             if not _blocks and isinstance(torch.Tensor.__dict__.get("grad"), _Grad):
                 del torch.Tensor.grad
+            if self._saved is not None:
+                from .saving import close_trace
+
+                close_trace(self._saved)
+                self._saved = None
         return False
 
     def _main(self) -> None:

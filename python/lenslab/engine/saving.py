@@ -77,15 +77,24 @@ class _WhileTracing:
     subclasses each time, and Python 3.13 stops caching lookups on a class changed ~1000 times
     (every tensor attribute lookup then measured 1.8x slower, for the rest of the process).
     On the class itself it reads as the plain function, as library code walking
-    ``dir(torch.Tensor)`` (torch.compile) expects.
+    ``dir(torch.Tensor)`` (torch.compile) expects (outside traces: ``on_class``, if given).
     """
 
-    def __init__(self, name: str, during: Callable[..., Any], otherwise: Callable[..., Any] | None):
+    def __init__(
+        self,
+        name: str,
+        during: Callable[..., Any],
+        otherwise: Callable[..., Any] | None,
+        on_class: Callable[..., Any] | None = None,
+    ):
         self.name, self.during, self.otherwise = name, during, otherwise
+        self.on_class = on_class
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         method = self.during if _open_traces else self.otherwise
         if instance is None:
+            if self.on_class is not None and not _open_traces:
+                return self.on_class
             return method or self.during
         if method is None:
             raise AttributeError(
@@ -102,7 +111,7 @@ _installed: set[type] = set()
 def _install() -> None:
     if not _installed:
         torch.Tensor.backward = _WhileTracing(  # type: ignore[method-assign, assignment]
-            "backward", gradients.backward, gradients._torch_backward
+            "backward", gradients.backward, gradients.outside_trace, gradients._torch_backward
         )
         torch.Tensor.save = _SAVE  # type: ignore[attr-defined]
         _installed.add(torch.Tensor)

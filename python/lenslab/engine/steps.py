@@ -3,16 +3,24 @@
 A generation runs the model's forward once per new token; each forward is a step. A loop over
 steps points the body's reads and edits at one step after another. It ends when its steps are
 done or when the generation stops earlier (end of sequence), so code after it always runs.
+
+nnsight's with-forms, ``with tracer.iter[1:3] as step:`` and ``with tracer.all():``, mean the
+same loop: the with-body is read from source, skipped where it stands, and run once per step
+(``step`` bound to each step number), then the names it bound are written back to the scope.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import ast
+import sys
+from collections.abc import Callable, Iterator
+from types import FrameType, TracebackType
 from typing import TYPE_CHECKING
 
 from greenlet import getcurrent
 
 from ..errors import InputError, TraceStateError
+from . import frames, source
 from .mediator import _bodies
 
 if TYPE_CHECKING:
@@ -36,6 +44,55 @@ class StepLoop:
     def __init__(self, tracer: Tracer, selection: int | slice | list[int]) -> None:
         self._tracer = tracer
         self._selection = selection
+        self._frame: FrameType | None = None
+        self._unskip: Callable[[], None] | None = None
+
+    # -- the with-form --------------------------------------------------------------------------
+
+    def __enter__(self) -> None:
+        frame = sys._getframe(1)
+        block = source.block_at(frame)
+        if block is None or block.body is None:
+            raise TraceStateError(
+                "`with tracer.iter[...]:` runs its body once per step, so it needs the block's "
+                "source (a file or notebook cell, no return/yield inside). Write the loop as "
+                "`for step in tracer.iter[...]:` instead."
+            )
+        _running_mediator(self._tracer)  # outside a body: the error says where to loop
+        self._frame = frame
+        self._unskip = frames.skip_body(frame, None, block.body_line)
+
+    def __exit__(
+        self,
+        error_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        unskip, self._unskip = self._unskip, None
+        if unskip is not None:
+            unskip()
+        frame, self._frame = self._frame, None
+        if error_type is not frames.SkipBody or frame is None:
+            return False
+        self._run_body(frame)
+        return True
+
+    def _run_body(self, frame: FrameType) -> None:
+        """Run the skipped with-body once per chosen step, then bind its names in ``frame``."""
+        block = source.block_at(frame)
+        assert block is not None and block.body is not None
+        node = source.with_statement_at(frame.f_code.co_filename, frame.f_lineno)
+        target = node.items[0].optional_vars if node is not None else None
+        as_name = target.id if isinstance(target, ast.Name) else None
+        namespace = frames.namespace_of(frame)
+        for step in self:
+            if as_name is not None:
+                namespace[as_name] = step
+            exec(block.body, namespace)
+        names = set(block.assigned) | ({as_name} if as_name else set())
+        frames.write_names(frame, {n: namespace[n] for n in names if n in namespace})
+
+    # -- the for-form ---------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[int]:
         mediator = _running_mediator(self._tracer)
@@ -52,6 +109,7 @@ class StepLoop:
 
 
 def _running_mediator(tracer: Tracer) -> Mediator:
+    """The body (inline or an invoke's) running here that traces ``tracer``'s model."""
     root = tracer.model._module
     for mediator in reversed(_bodies.get(getcurrent(), [])):
         if mediator.interleaver.root is root:

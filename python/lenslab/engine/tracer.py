@@ -30,7 +30,7 @@ from torch import nn
 
 from ..errors import EditError, InputError, InvokeError, LensError, LensWarning, TraceStateError
 from . import frames, observers, rerun, source
-from .cache import Cache, chosen_envoys
+from .cache import Cache, open_cache
 from .envoy import Envoy
 from .interleaver import Interleaver, Run, StopTrace
 from .mediator import Mediator
@@ -168,24 +168,32 @@ class Tracer:
 
     def cache(
         self,
-        modules: Iterable[Envoy | str] | None = None,
+        modules: Iterable[Envoy | str] | Envoy | str | None = None,
         *,
-        inputs: bool = False,
-        device: torch.device | str | None = None,
+        inputs: bool | None = None,
+        include_inputs: bool = False,
+        include_output: bool = True,
+        device: torch.device | str | None = "cpu",
         dtype: torch.dtype | None = None,
+        detach: bool = True,
     ) -> Cache:
-        """Record the outputs (and ``inputs=True``: inputs) of ``modules`` (default: all).
+        """Record the outputs (and with ``include_inputs=True``: inputs) of ``modules`` (all).
 
-        Call it at the top of the block. Returns a mapping from module name
-        (``"model.model.layers[3]"``) to an entry with ``.output``, ``.input``, ``.inputs``;
-        tensors are detached and, if asked, moved to ``device`` / cast to ``dtype``.
+        nnsight's form; ``inputs=`` is lenslab's older name for ``include_inputs=``. Returns a
+        mapping from module name to an entry with ``.output``, ``.input``, ``.inputs`` (a list
+        of entries, one per step, in a generation); see engine/cache.py. Tensors are detached
+        and moved to ``device`` (None: left where they are), cast to ``dtype`` if given.
         """
-        envoys = chosen_envoys(self.model, modules)  # type: ignore[arg-type]
-        cache = Cache(envoys, inputs, device, dtype)
-        self._caches.append(cache)
-        if self._interleaver is not None and not self._interleaver.finished:
-            cache.attach(self._interleaver)
-        return cache
+        return open_cache(
+            self,
+            modules,
+            inputs=inputs,
+            include_inputs=include_inputs,
+            include_output=include_output,
+            device=device,
+            dtype=dtype,
+            detach=detach,
+        )
 
     def stop(self) -> None:
         """End the trace here: later modules do not run; values read so far stay."""

@@ -11,7 +11,6 @@ import difflib
 import inspect
 import itertools
 import os
-from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
@@ -21,11 +20,12 @@ from torch import nn
 from ..engine.envoy import Envoy
 from ..engine.interleaver import Run
 from ..engine.tracer import Tracer, open_tracer
-from ..errors import InputError
+from ..errors import InputError, RenameError
+from .aliases import Rename, split_rename
 from .inputs import TextInputs, TokenInputs, batch, position_ids, tokenize
 from .loading import checkpoint_path, load_config, load_model, load_tokenizer, meta_model
 from .module import NNsight
-from .standard import Indexed, Layout, LayoutError, check_shapes, find_layout
+from .standard import CANDIDATES, Indexed, Layout, LayoutError, check_shapes, find_layout
 
 
 class LanguageModel(NNsight):
@@ -53,7 +53,7 @@ class LanguageModel(NNsight):
         torch_dtype: torch.dtype | str | None = None,
         dtype: torch.dtype | str | None = None,
         dispatch: bool = False,
-        rename: Mapping[str, str] | None = None,
+        rename: Rename | None = None,
         **load_kwargs: Any,
     ) -> None:
         self._path: str | None = None
@@ -81,7 +81,9 @@ class LanguageModel(NNsight):
         super().__init__(module)
         self.tokenizer = _ready_tokenizer(tokenizer)
         self._dispatched = self._path is None or dispatch
-        self._rename = dict(rename or {})
+        overrides, aliases = split_rename(module, rename or {}, CANDIDATES)
+        self._rename = overrides  # standardized names -> module paths (models/standard.py)
+        self._set_aliases(aliases)  # nnsight's module aliases (models/aliases.py)
         self._layout_problem: LayoutError | None = None
         self._layout: Layout | None = None
         try:
@@ -89,6 +91,23 @@ class LanguageModel(NNsight):
             check_shapes(self)
         except LayoutError as problem:  # the raw module tree still works; the view says why not
             self._layout, self._layout_problem = None, problem
+        self._check_named_aliases()
+
+    # An alias may carry a standardized name (rename={"transformer.h": "layers"}) when it
+    # names the same module the standardized view does.
+    _free_names = frozenset({"layers", "token_embeddings", "ln_final", "lm_head"})
+
+    def _check_named_aliases(self) -> None:
+        for alias, target in (self._aliases or {}).get("model", {}).items():
+            if alias in self._free_names:
+                standard = getattr(self._layout, alias, None)
+                if standard != target:
+                    raise RenameError(
+                        f"rename: the alias {alias!r} would stand for {target}, but "
+                        f"model.{alias} is the standardized view's "
+                        f"{standard or '(unmapped)'}. Choose another alias, or map the "
+                        f"standardized name instead: rename={{{alias!r}: {target!r}}}."
+                    )
 
     # -- what nnsight users reach for -----------------------------------------------------------
 
@@ -249,7 +268,7 @@ class LanguageModel(NNsight):
         envoy = self.__dict__.get("_generator_envoy")
         if envoy is None:
             envoy = self.__dict__["_generator_envoy"] = Envoy(
-                self._generator, "model.generator", self
+                self._generator, "model.generator", self, "model.generator"
             )
         return envoy
 

@@ -20,6 +20,7 @@ from ..engine.interleaver import Run
 from ..engine.session import Session
 from ..engine.tracer import Tracer
 from ..errors import InputError
+from .aliases import Rename, build_aliases, split_rename
 
 if TYPE_CHECKING:
     from ..remote.tracer import RemoteTracer
@@ -43,7 +44,7 @@ class NNsight(Envoy):
         ...     hidden = net[0].output.save()
     """
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, *, rename: Rename | None = None) -> None:
         if not isinstance(module, nn.Module):
             raise InputError(
                 f"NNsight wraps a torch.nn.Module, got {type(module).__name__}; for a Hugging "
@@ -51,6 +52,18 @@ class NNsight(Envoy):
             )
         super().__init__(module, "model")
         self._edits: list[Edit] = []
+        if rename:
+            self._set_aliases(split_rename(module, rename, ())[1])
+
+    def _set_aliases(self, aliases: dict[str, list[str]]) -> None:
+        """Install ``rename=`` aliases (models/aliases.py); none may hide a name in use."""
+        if not aliases:
+            return
+        every = frozenset(n for n in dir(Envoy) if not n.startswith("_"))
+        own = frozenset(n for n in dir(type(self)) if not n.startswith("_")) - self._free_names
+        self._aliases = build_aliases(self._module, aliases, {"": every, "model": own})
+
+    _free_names: frozenset[str] = frozenset()  # wrapper attributes an alias may stand for
 
     _hosted = False  # True on a lenslab server, where remote=True means "here"
 

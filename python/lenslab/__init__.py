@@ -18,8 +18,8 @@ from .errors import (
     ModulePathError,
     NotTracingError,
     OutOfOrderError,
-    SaveError,
     RenameError,
+    SaveError,
     TraceStateError,
 )
 from .models.language import LanguageModel
@@ -51,8 +51,8 @@ __all__ = [
     "NNsight",
     "NotTracingError",
     "OutOfOrderError",
-    "SaveError",
     "RenameError",
+    "SaveError",
     "TraceStateError",
     "__version__",
     "activation_patching",

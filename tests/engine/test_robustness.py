@@ -728,7 +728,7 @@ def test_breakpoint_stops_at_the_users_line(tmp_path):
         tmp_path,
         DEBUG_SCRIPT,
         [*TO_NEXT_LINE, "p hidden.shape", "n", "p out.shape", "c"]
-        + [*TO_NEXT_LINE, "p rows.shape", "c"],
+        + [*TO_NEXT_LINE, "p rows.shape", "c"],  # noqa: RUF005 (one list per breakpoint)
     )
     assert f"> {path}(8)<module>()" in output, output  # the line after breakpoint()
     assert "-> out = model[2].output" in output

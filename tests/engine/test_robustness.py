@@ -727,8 +727,10 @@ def test_breakpoint_stops_at_the_users_line(tmp_path):
     path, output = run_pdb(
         tmp_path,
         DEBUG_SCRIPT,
-        [*TO_NEXT_LINE, "p hidden.shape", "n", "p out.shape", "c"]
-        + [*TO_NEXT_LINE, "p rows.shape", "c"],  # noqa: RUF005 (one list per breakpoint)
+        [
+            *(*TO_NEXT_LINE, "p hidden.shape", "n", "p out.shape", "c"),  # the main body
+            *(*TO_NEXT_LINE, "p rows.shape", "c"),  # the deferred invoke body
+        ],
     )
     assert f"> {path}(8)<module>()" in output, output  # the line after breakpoint()
     assert "-> out = model[2].output" in output

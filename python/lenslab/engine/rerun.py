@@ -12,6 +12,7 @@ of its names, and the names the body binds are then written back into the functi
 from __future__ import annotations
 
 import contextlib
+import sys
 import weakref
 from collections.abc import Callable
 from types import CodeType, FrameType, TracebackType
@@ -90,6 +91,9 @@ def _exec(
         exec(code, namespace)
 
 
+_HAS_QUALNAME = sys.version_info >= (3, 11)
+
+
 def _named_like(code: CodeType, name: str) -> CodeType:
     """``code`` under the function's name, as tracebacks show it (``in f``, not ``in <module>``)."""
     if name == code.co_name:
@@ -100,7 +104,9 @@ def _named_like(code: CodeType, name: str) -> CodeType:
     if named is None:
         if len(_named) > 1024:
             _named.clear()
-        named = _named[key] = code.replace(co_name=name, co_qualname=name)
+        # co_qualname (what 3.11+ tracebacks print) does not exist on Python 3.10.
+        names = {"co_name": name, **({"co_qualname": name} if _HAS_QUALNAME else {})}
+        named = _named[key] = code.replace(**names)
         _ours.add(named)
     return named
 

@@ -1,7 +1,8 @@
 // LayerPicker: layers, component and token positions; the kernel reads them as a Selection.
 import { type RenderProps, type BaseTraits, listen } from "../shared/anywidget";
 import { Chips } from "../shared/chips";
-import { h, mount, on } from "../shared/dom";
+import { frame } from "../shared/connection";
+import { h, on } from "../shared/dom";
 
 interface Traits extends BaseTraits {
   num_layers: number;
@@ -18,7 +19,7 @@ const COMPONENTS: [string, string][] = [
 ];
 
 function render({ model, el }: RenderProps<Traits>): () => void {
-  const root = mount(el);
+  const { root, dispose } = frame(el, model, "layer_picker");
   const cleanups: (() => void)[] = [];
   const commit = <K extends keyof Traits>(key: K, value: Traits[K]): void => {
     model.set(key, value);
@@ -77,6 +78,7 @@ function render({ model, el }: RenderProps<Traits>): () => void {
     cleanups.forEach((cleanup) => cleanup());
     layers.dispose();
     positions.dispose();
+    dispose();
   };
 }
 

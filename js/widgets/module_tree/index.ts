@@ -1,6 +1,7 @@
 // ModuleTree: expand / collapse lazily, filter by name, click to select, copy the expression.
 import { type RenderProps, type BaseTraits, listen } from "../shared/anywidget";
-import { formatCount, h, mount, on } from "../shared/dom";
+import { frame } from "../shared/connection";
+import { formatCount, h, on } from "../shared/dom";
 
 interface Node {
   path: string;
@@ -21,7 +22,7 @@ interface Traits extends BaseTraits {
 const MAX_MATCHES = 300;
 
 function render({ model, el }: RenderProps<Traits>): () => void {
-  const root = mount(el);
+  const { root, dispose } = frame(el, model, "module_tree");
   const cleanups: (() => void)[] = [];
   const filter = h("input");
   filter.placeholder = "filter by name, e.g. mlp or layers[5]";
@@ -142,7 +143,10 @@ function render({ model, el }: RenderProps<Traits>): () => void {
     listen(model, "change:selected", showSelection),
   );
   draw();
-  return () => cleanups.forEach((cleanup) => cleanup());
+  return () => {
+    cleanups.forEach((cleanup) => cleanup());
+    dispose();
+  };
 }
 
 export default { render };

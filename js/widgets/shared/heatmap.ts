@@ -1,6 +1,7 @@
 // A canvas heatmap: labels, colours, cell text, hover tooltip, click. `update` repaints only
 // the cells whose value or text changed, so live updates never rebuild the view.
 import { h, on } from "./dom";
+import { Tooltip } from "./tooltip";
 
 export interface HeatmapData {
   rows: string[];
@@ -36,7 +37,7 @@ export function cellColor(value: number, low: number, high: number, colors: stri
 export class HeatmapView {
   readonly element: HTMLDivElement;
   private canvas: HTMLCanvasElement;
-  private tip: HTMLDivElement;
+  private tip = new Tooltip();
   private data: HeatmapData | null = null;
   private painted: Float32Array = new Float32Array(0);
   private cellW = 30;
@@ -45,17 +46,14 @@ export class HeatmapView {
   constructor(private onClick: (row: number, col: number) => void) {
     this.canvas = h("canvas");
     this.canvas.style.cursor = "pointer";
-    this.tip = h("div", { className: "lenslab-tip" });
-    this.tip.style.display = "none";
     this.element = h("div", {}, [this.canvas]);
-    document.body.append(this.tip);
     // Labels take the theme's text colour: repaint when JupyterLab switches theme.
     const theme = new MutationObserver(() => this.data && this.paintAll());
     theme.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light"] });
     this.cleanups.push(
       () => theme.disconnect(),
       on(this.canvas, "mousemove", (e) => this.hover(e)),
-      on(this.canvas, "mouseleave", () => (this.tip.style.display = "none")),
+      on(this.canvas, "mouseleave", () => this.tip.hide()),
       on(this.canvas, "click", (e) => {
         const cell = this.cellAt(e);
         if (cell) this.onClick(cell[0], cell[1]);
@@ -101,7 +99,7 @@ export class HeatmapView {
   /** Remove every listener and the tooltip. */
   dispose(): void {
     for (const cleanup of this.cleanups) cleanup();
-    this.tip.remove();
+    this.tip.dispose();
   }
 
   private boundsMoved(old: HeatmapData, data: HeatmapData): boolean {
@@ -204,17 +202,15 @@ export class HeatmapView {
     const cell = this.cellAt(event);
     const data = this.data;
     if (!cell || !data) {
-      this.tip.style.display = "none";
+      this.tip.hide();
       return;
     }
     const [r, c] = cell;
     const value = data.values[r * data.cols.length + c];
     const extra = data.hover[r]?.[c];
     const shown = Number.isFinite(value) ? value.toFixed(3) : "not computed";
-    this.tip.textContent = `${data.rows[r]}, ${data.cols[c]}: ${shown}${extra ? `\n${extra}` : ""}`;
-    this.tip.style.display = "block";
-    this.tip.style.left = `${event.clientX + 12}px`;
-    this.tip.style.top = `${event.clientY + 12}px`;
+    const text = `${data.rows[r]}, ${data.cols[c]}: ${shown}${extra ? `\n${extra}` : ""}`;
+    this.tip.show(text, event.clientX, event.clientY);
   }
 }
 

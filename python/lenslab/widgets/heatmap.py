@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import traitlets as t
 
+from ..errors import InputError
 from ..records import Grid
 from ._base import LensWidget, bundle, from_bytes, to_bytes
 from ._html import render_grid
@@ -57,7 +58,15 @@ class Heatmap(LensWidget):
     ) -> None:
         """Replace row ``row`` (a 1-D array or tensor of ``len(cols)`` values)."""
         array = self.array
-        array[row] = _numpy(values).reshape(-1)
+        _check_index(row, len(self.rows), "row")
+        new = _numpy(values).reshape(-1)
+        for name, given in (("values", new), ("text", text), ("hover", hover)):
+            if given is not None and len(given) != len(self.cols):
+                raise InputError(
+                    f"set_row({row}): {name} has {len(given)} entries, the heatmap has "
+                    f"{len(self.cols)} columns: give one per column."
+                )
+        array[row] = new
         with self.hold_sync():
             if text is not None:
                 self.text = _replace(self.text, row, text, array.shape)
@@ -66,12 +75,21 @@ class Heatmap(LensWidget):
             self.values = to_bytes(array)
 
     def set_cell(self, row: int, col: int, value: float) -> None:
+        _check_index(row, len(self.rows), "row")
+        _check_index(col, len(self.cols), "column")
         array = self.array
         array[row, col] = value
         self.values = to_bytes(array)
 
     def set_all(self, values: Any) -> None:
-        self.values = to_bytes(_numpy(values).reshape(len(self.rows), len(self.cols)))
+        array = _numpy(values)
+        shape = (len(self.rows), len(self.cols))
+        if array.size != shape[0] * shape[1]:
+            raise InputError(
+                f"set_all: got values of shape {tuple(array.shape)}, the heatmap is {shape} "
+                f"(rows x columns): pass one value per cell."
+            )
+        self.values = to_bytes(array.reshape(shape))
 
     def record(self) -> Grid:
         values = [[None if np.isnan(v) else float(v) for v in row] for row in self.array]
@@ -95,6 +113,11 @@ def _numpy(values: Any) -> np.ndarray:
     if hasattr(values, "detach"):
         values = values.detach().float().cpu().numpy()
     return np.asarray(values, dtype="<f4")
+
+
+def _check_index(index: int, size: int, what: str) -> None:
+    if not -size <= index < size:
+        raise InputError(f"{what} {index} is outside the heatmap: it has {size} {what}s.")
 
 
 def _replace(

@@ -1,5 +1,5 @@
-// Every lenslab widget beside the sidebar: styles stay isolated both ways, light and dark themes,
-// and a kernel restart (in the middle of a sweep) leaves each widget saying so, with no spinner.
+// Every lenslab widget beside the sidebar: styles stay isolated both ways, colour legends, light
+// and dark themes, and a kernel restart (in the middle of a sweep) leaves each widget saying so, with no spinner.
 // Started by tests/widgets/test_browser.py (it writes states.ipynb and sets LENSLAB_WIDGETS=1).
 import { Locator, Page, expect, test } from '@playwright/test';
 import * as path from 'path';
@@ -39,6 +39,25 @@ async function run(page: Page, index: number): Promise<void> {
 async function shot(target: Locator, name: string): Promise<void> {
   await target.evaluate(el => el.scrollIntoView({ block: 'center' }));
   await target.screenshot({ path: path.join(artifacts, `${name}.png`) });
+}
+
+// Heatmap canvas geometry (js/widgets/shared/heatmap.ts): margins and cell sizes.
+const LEFT = 64;
+const TOP = 84;
+const CELL_H = 16;
+const CELL_W = 30;
+
+/** Red + green + blue of the canvas pixel in the middle of cell (row, col). */
+async function cellShade(canvas: Locator, row: number, col: number): Promise<number> {
+  return canvas.evaluate(
+    (el, [x, y]) => {
+      const c = el as HTMLCanvasElement;
+      const ratio = c.width / c.clientWidth;
+      const [r, g, b] = c.getContext('2d')!.getImageData(x * ratio, y * ratio, 1, 1).data;
+      return r + g + b;
+    },
+    [LEFT + col * CELL_W + CELL_W / 2, TOP + row * CELL_H + CELL_H / 2]
+  );
 }
 
 async function theme(page: Page, name: string): Promise<void> {
@@ -87,8 +106,26 @@ test('widget styles, themes and a kernel restart', async ({ page }) => {
     for (const index of [TREE, PICKER, LENS, NORMS, 5, PANEL, GRID]) await run(page, index);
     for (const index of ANYWIDGETS) {
       await expect(output(page, index).locator('.lenslab-root')).toBeVisible({ timeout: 60000 });
+      await expect(output(page, index).locator('.lenslab-banner')).toBeHidden(); // live
     }
     await expect(output(page, 5).locator('.js-plotly-plot')).toBeVisible();
+  });
+
+  await test.step('every heatmap has a colour legend with values', async () => {
+    const legend = (index: number) => output(page, index).locator('.lenslab-legend');
+    for (const index of [LENS, NORMS, GRID]) {
+      await expect(legend(index)).toBeVisible();
+      await expect(legend(index).locator('.lenslab-legend-ticks span')).toHaveCount(3);
+    }
+    await expect(legend(LENS)).toContainText('top-1 probability');
+    await expect(legend(LENS).locator('.lenslab-legend-ticks span')).toHaveText(['0', '0.5', '1']);
+    await expect(legend(NORMS)).toHaveAttribute('data-scale', 'log');
+    await expect(legend(NORMS)).toContainText('L2 norm, log scale');
+    await expect(legend(GRID)).toHaveAttribute('data-palette', 'diverging');
+    await expect(legend(GRID)).toContainText('centred on 0');
+    const low = Number(await legend(GRID).getAttribute('data-low'));
+    expect(low).toBe(-Number(await legend(GRID).getAttribute('data-high')));
+    await expect(legend(GRID).locator('.lenslab-legend-ticks span').nth(1)).toHaveText('0');
   });
 
   await test.step('no widget rule reaches the sidebar', async () => {
@@ -145,10 +182,20 @@ test('widget styles, themes and a kernel restart', async ({ page }) => {
     const suffix = name.includes('Dark') ? 'dark' : 'light';
     await test.step(`screenshots in ${name}`, async () => {
       await theme(page, name);
+      // cells follow the theme: no glaring white block on a dark page
+      const empty = await cellShade(output(page, GRID).locator('canvas'), 0, 0); // not computed
+      const quiet = await cellShade(output(page, NORMS).locator('canvas'), 0, 5); // a low norm
+      if (suffix === 'dark') {
+        expect(empty).toBeLessThan(250);
+        expect(quiet).toBeLessThan(450);
+      } else {
+        expect(empty).toBeGreaterThan(600);
+      }
       await shot(sidebar, `sidebar_${suffix}`);
       await shot(output(page, TREE), `module_tree_${suffix}`);
       await shot(output(page, PICKER), `layer_picker_${suffix}`);
       await shot(output(page, NORMS), `norms_${suffix}`);
+      await shot(output(page, LENS), `logit_lens_${suffix}`);
       await shot(output(page, GRID), `patching_grid_${suffix}`);
     });
   }

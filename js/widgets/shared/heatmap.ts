@@ -1,6 +1,16 @@
 // A canvas heatmap: labels, colours, cell text, hover tooltip, click. `update` repaints only
 // the cells whose value or text changed, so live updates never rebuild the view.
+import {
+  type ColorScale,
+  type Palette,
+  type Scale,
+  cellColor,
+  lightTheme,
+  scaleFor,
+  textColor,
+} from "./colors";
 import { h, on } from "./dom";
+import { Legend } from "./legend";
 import { Tooltip } from "./tooltip";
 
 export interface HeatmapData {
@@ -11,7 +21,9 @@ export interface HeatmapData {
   hover: string[][];
   zmin: number | null;
   zmax: number | null;
-  colors: string; // "blues" | "diverging"
+  colors: Palette; // "blues" (magnitudes) or "diverging" (signed, centred on 0)
+  scale: Scale; // "linear", "log" or "robust"
+  legend: string; // what the colours measure, shown over the colour bar
   selected: number[]; // [row, col] or []
 }
 
@@ -20,24 +32,13 @@ const LEFT = 64;
 const TOP = 84;
 const RIGHT = 90; // room for the last rotated column label
 
-export function cellColor(value: number, low: number, high: number, colors: string): string {
-  if (!Number.isFinite(value)) return "#eeeeee";
-  const x = Math.min(1, Math.max(0, (value - low) / (high - low || 1)));
-  if (colors === "diverging") {
-    if (x < 0.5) {
-      const s = 1 - 2 * x;
-      return `rgb(255,${Math.round(255 - 150 * s)},${Math.round(255 - 150 * s)})`;
-    }
-    const s = 2 * x - 1;
-    return `rgb(${Math.round(255 - 190 * s)},${Math.round(255 - 120 * s)},255)`;
-  }
-  return `rgb(${Math.round(255 - 200 * x)},${Math.round(255 - 150 * x)},255)`;
-}
-
 export class HeatmapView {
   readonly element: HTMLDivElement;
   private canvas: HTMLCanvasElement;
   private tip = new Tooltip();
+  private legend = new Legend();
+  private scale: ColorScale = { palette: "blues", scale: "linear", low: 0, high: 1 };
+  private light = lightTheme();
   private data: HeatmapData | null = null;
   private painted: Float32Array = new Float32Array(0);
   private cellW = 30;
@@ -46,9 +47,12 @@ export class HeatmapView {
   constructor(private onClick: (row: number, col: number) => void) {
     this.canvas = h("canvas");
     this.canvas.style.cursor = "pointer";
-    this.element = h("div", {}, [this.canvas]);
-    // Labels take the theme's text colour: repaint when JupyterLab switches theme.
-    const theme = new MutationObserver(() => this.data && this.paintAll());
+    this.element = h("div", { className: "lenslab-heatmap" }, [this.legend.element, this.canvas]);
+    // Cells and labels take the theme's colours: repaint when JupyterLab switches theme.
+    const theme = new MutationObserver(() => {
+      this.light = lightTheme();
+      if (this.data) this.paintAll();
+    });
     theme.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light"] });
     this.cleanups.push(
       () => theme.disconnect(),
@@ -64,7 +68,10 @@ export class HeatmapView {
   /** Draw `data`: everything when the shape or labels changed, else only changed cells. */
   update(data: HeatmapData): void {
     const old = this.data;
+    const scale = scaleFor(data.values, data.zmin, data.zmax, data.colors, data.scale);
+    const moved = scale.low !== this.scale.low || scale.high !== this.scale.high;
     this.data = data;
+    this.scale = scale;
     const same =
       old !== null &&
       old.rows.length === data.rows.length &&
@@ -74,8 +81,10 @@ export class HeatmapView {
       old.zmin === data.zmin &&
       old.zmax === data.zmax &&
       old.colors === data.colors &&
+      old.scale === data.scale &&
+      old.legend === data.legend &&
       hasText(old) === hasText(data) &&
-      !this.boundsMoved(old, data);
+      !moved;
     if (!same) {
       this.layout();
       this.paintAll();
@@ -102,13 +111,6 @@ export class HeatmapView {
     this.tip.dispose();
   }
 
-  private boundsMoved(old: HeatmapData, data: HeatmapData): boolean {
-    if (data.zmin !== null && data.zmax !== null) return false;
-    const [a, b] = bounds(old);
-    const [c, d] = bounds(data);
-    return a !== c || b !== d;
-  }
-
   private layout(): void {
     const data = this.data!;
     this.cellW = hasText(data) ? 56 : 30;
@@ -128,6 +130,7 @@ export class HeatmapView {
     const ctx = this.canvas.getContext("2d");
     if (!ctx) return;
     ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    this.legend.update(this.scale, data.legend, this.light);
     ctx.fillStyle = getComputedStyle(this.element).color || "#333"; // follows the theme
     ctx.font = "11px system-ui, sans-serif";
     ctx.textBaseline = "middle";
@@ -156,16 +159,14 @@ export class HeatmapView {
   private paintCell(ctx: CanvasRenderingContext2D, r: number, c: number): void {
     const data = this.data!;
     this.count("cellPaints");
-    const [low, high] = bounds(data);
     const value = data.values[r * data.cols.length + c];
     const x = LEFT + c * this.cellW;
     const y = TOP + r * CELL_H;
-    ctx.fillStyle = cellColor(value, low, high, data.colors);
+    ctx.fillStyle = cellColor(value, this.scale, this.light);
     ctx.fillRect(x, y, this.cellW - 1, CELL_H - 1);
     const text = data.text[r]?.[c];
     if (text) {
-      const x01 = (value - low) / (high - low || 1);
-      ctx.fillStyle = x01 > 0.6 ? "#fff" : "#222";
+      ctx.fillStyle = textColor(value, this.scale, this.light);
       ctx.font = "10px system-ui, sans-serif";
       ctx.textAlign = "center";
       ctx.textBaseline = "middle";
@@ -183,7 +184,7 @@ export class HeatmapView {
     if (previous.length === 2) this.paintCell(ctx, previous[0], previous[1]);
     if (data.selected.length !== 2) return;
     const [r, c] = data.selected;
-    ctx.strokeStyle = "#111";
+    ctx.strokeStyle = this.light ? "#111" : "#fff";
     ctx.lineWidth = 2;
     ctx.strokeRect(LEFT + c * this.cellW + 1, TOP + r * CELL_H + 1, this.cellW - 3, CELL_H - 3);
   }
@@ -212,26 +213,6 @@ export class HeatmapView {
     const text = `${data.rows[r]}, ${data.cols[c]}: ${shown}${extra ? `\n${extra}` : ""}`;
     this.tip.show(text, event.clientX, event.clientY);
   }
-}
-
-/** Colour range: zmin/zmax where given, else the data's own (symmetric when diverging). */
-export function bounds(data: HeatmapData): [number, number] {
-  let low = Infinity;
-  let high = -Infinity;
-  for (const v of data.values) {
-    if (Number.isFinite(v)) {
-      low = Math.min(low, v);
-      high = Math.max(high, v);
-    }
-  }
-  if (!Number.isFinite(low)) [low, high] = [0, 1];
-  low = data.zmin ?? low;
-  high = data.zmax ?? high;
-  if (data.colors === "diverging") {
-    const edge = Math.max(Math.abs(low), Math.abs(high)) || 1;
-    return [-edge, edge];
-  }
-  return [low, high > low ? high : low + 1];
 }
 
 function hasText(data: HeatmapData): boolean {

@@ -60,20 +60,14 @@ export const CSS = `
   background: var(--jp-layout-color2, #f3f4f7); padding: 0 3px; border-radius: 3px; }
 .lenslab-legend { display: flex; align-items: center; gap: 10px; margin: 0 0 4px 4px;
   color: var(--jp-ui-font-color2, #555); font-size: 11px; }
-.lenslab-legend-scale { position: relative; width: 180px; padding-bottom: 14px; }
+.lenslab-legend-scale { position: relative; width: 180px; margin: 0 18px; padding-bottom: 14px; }
 .lenslab-legend-bar { height: 10px; border: 1px solid var(--jp-border-color2, #ccc); }
 .lenslab-legend-ticks span { position: absolute; top: 12px; transform: translateX(-50%);
   white-space: nowrap; font-family: var(--jp-code-font-family, monospace); font-size: 10px; }
 .lenslab-banner { display: none; margin: 0 0 6px; padding: 4px 8px; border-radius: 3px;
   border: 1px solid #d68a00; background: rgba(214, 138, 0, 0.18);
   color: var(--jp-ui-font-color1, #222); font-weight: 600; } /* readable in light and dark */
-.lenslab-dead .lenslab-legend { display: flex; align-items: center; gap: 10px; margin: 0 0 4px 4px;
-  color: var(--jp-ui-font-color2, #555); font-size: 11px; }
-.lenslab-legend-scale { position: relative; width: 180px; padding-bottom: 14px; }
-.lenslab-legend-bar { height: 10px; border: 1px solid var(--jp-border-color2, #ccc); }
-.lenslab-legend-ticks span { position: absolute; top: 12px; transform: translateX(-50%);
-  white-space: nowrap; font-family: var(--jp-code-font-family, monospace); font-size: 10px; }
-.lenslab-banner { display: block; }
+.lenslab-dead .lenslab-banner { display: block; }
 .lenslab-dead .lenslab-banner.lenslab-flash { outline: 2px solid #d68a00; }
 .lenslab-dead .lenslab-busy::before { display: none; }
 .lenslab-dead input, .lenslab-dead button, .lenslab-dead .lenslab-chip, .lenslab-dead .lenslab-node,

@@ -13,12 +13,17 @@ import traitlets as t
 
 from ..errors import InputError
 from ..records import Grid
+from ..records.grid import PALETTES, SCALES
 from ._base import LensWidget, bundle, from_bytes, to_bytes
+from ._checks import BadValue
 from ._html import render_grid
 
 
 class Heatmap(LensWidget):
     """A grid of ``rows`` x ``cols``; ``set_row`` / ``set_cell`` update it in place.
+
+    ``colors`` ("blues" or "diverging", centred on 0), ``scale`` ("linear", "log" or "robust")
+    and ``legend`` (what the colours measure) set the colour bar shown above the grid.
 
     Example:
         >>> plot = Heatmap(rows=[f"layer {i}" for i in range(30)], cols=tokens)
@@ -36,13 +41,23 @@ class Heatmap(LensWidget):
     hover = t.List(t.List(t.Unicode())).tag(sync=True)
     zmin = t.Float(None, allow_none=True).tag(sync=True)
     zmax = t.Float(None, allow_none=True).tag(sync=True)
-    colors = t.Unicode("blues").tag(sync=True)
+    colors = t.Unicode("blues").tag(sync=True)  # "diverging": signed, centred on 0
+    scale = t.Unicode("linear").tag(sync=True)  # "log" / "robust": see records.Grid
+    legend = t.Unicode("").tag(sync=True)  # what the colours measure, over the colour bar
     selected = t.List(t.Int()).tag(sync=True)  # [row, col] of the last clicked cell
 
     def __init__(self, rows: list[str], cols: list[str], **kwargs: Any) -> None:
         empty = np.full((len(rows), len(cols)), np.nan, dtype="<f4")
         kwargs.setdefault("values", to_bytes(empty))
         super().__init__(rows=list(rows), cols=list(cols), **kwargs)
+
+    @t.validate("colors", "scale")
+    def _known_scale(self, proposal: Any) -> str:
+        name = proposal["trait"].name
+        allowed = PALETTES if name == "colors" else SCALES
+        if proposal["value"] not in allowed:
+            raise BadValue(f"{name} must be one of {list(allowed)}, got {proposal['value']!r}.")
+        return str(proposal["value"])
 
     @property
     def array(self) -> np.ndarray:
@@ -103,6 +118,8 @@ class Heatmap(LensWidget):
             self.zmin,
             self.zmax,
             self.colors,
+            self.scale,
+            self.legend,
         )
 
     def to_html(self) -> str:

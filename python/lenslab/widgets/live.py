@@ -57,6 +57,10 @@ def activation_norms(
         rows=[f"layer {i}" for i in range(model.num_layers)],
         cols=token_labels(model, ids[0].tolist()),
         title=f"{component} norm per layer and token",
+        # The first token's norm is often tens of times the rest (an attention sink): a log
+        # scale keeps the other positions' structure visible instead of one dark column.
+        scale="log",
+        legend="L2 norm",
     )
     if display:
         show(plot)
@@ -80,6 +84,7 @@ def live_logit_lens(model: Any, prompt: str, *, top_k: int = 5, display: bool = 
         title="Logit lens: top-1 probability (top-k on hover)",
         zmin=0.0,
         zmax=1.0,
+        legend="top-1 probability",
     )
     if display:
         show(plot)
@@ -107,6 +112,7 @@ def lens_heatmap(lens: Any) -> Heatmap:
         title=f"Logit lens ({lens.tokens.describe()})",
         zmin=0.0,
         zmax=1.0,
+        legend="top-1 probability",
         text=[[cell[0] for cell in row] for row in lens.top_tokens],
         hover=[
             [_top_k_text(cell, probs) for cell, probs in zip(row, row_probs.tolist())]
@@ -146,6 +152,9 @@ class StepPlot:
                 "height": 320,
             },
         )
+        from ..tools._summary import NEUTRAL_LAYOUT
+
+        self.figure.update_layout(**NEUTRAL_LAYOUT)  # readable on light and dark themes
         self.series = list(series)
 
     def append(self, step: int, **values: Any) -> None:

@@ -84,6 +84,7 @@ class PatchingGrid(Heatmap):
             cols=cols,
             component=component,
             colors="diverging",
+            legend="score (1 = clean restored, 0 = no effect)",
             title=f"Activation patching: {component} ({clean.describe()})",
             summary=(
                 f"logit diff {answer!r} - {wrong!r}: clean {self.clean_metric:.3f}, "

@@ -200,6 +200,53 @@ test('widget styles, themes and a kernel restart', async ({ page }) => {
     });
   }
 
+  await test.step('keyboard: chips, tree rows, the slider; the notebook stays put', async () => {
+    const activeCell = () =>
+      page.evaluate(() =>
+        Array.from(
+          document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell')
+        ).findIndex(c => c.classList.contains('jp-mod-active'))
+      );
+    const picker = output(page, PICKER);
+    const summary = picker.locator('code.lenslab-code');
+    const layers = picker.locator('.lenslab-chips').first().locator('.lenslab-chip');
+    await layers.nth(0).focus();
+    await page.keyboard.press('Space');
+    await expect(summary).toContainText('layers=[0,15]');
+    await page.keyboard.press('ArrowRight');
+    await expect(layers.nth(1)).toBeFocused();
+    await page.keyboard.press('Enter');
+    await expect(summary).toContainText('layers=[0,1,15]');
+    // tokens as tokens: the leading space is marked, the whole token is on hover
+    const position = picker.locator('.lenslab-chips').nth(1).locator('.lenslab-chip').nth(1);
+    await expect(position).toHaveText('1:·E');
+    await expect(position).toHaveAttribute('title', 'position 1: " E"');
+
+    const tree = output(page, TREE);
+    const node = (p: string) => tree.locator(`.lenslab-node[data-path="${p}"]`);
+    await node('model').focus();
+    await page.keyboard.press('ArrowRight'); // already open: into its first child
+    await expect(node('model.model')).toBeFocused();
+    await page.keyboard.press('ArrowRight'); // closed: opens it
+    await expect(node('model.model.embed_tokens')).toBeVisible();
+    await expect(node('model.model')).toBeFocused();
+    await page.keyboard.press('Enter');
+    await expect(tree.locator('code.lenslab-code')).toHaveText('model.model.output');
+
+    const panel = output(page, PANEL);
+    const slider = panel.locator('input[type="range"]');
+    await slider.focus();
+    const before = await activeCell();
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('ArrowDown');
+    await expect(slider).toHaveValue('0.8');
+    expect(await activeCell()).toBe(before); // the notebook did not move to another cell
+    await expect(panel.locator('.lenslab-root')).toHaveAttribute('data-runs', /^[2-9]$/, {
+      timeout: 120000
+    });
+    await expect(panel.locator('.lenslab-busy')).toHaveCount(0, { timeout: 120000 });
+  });
+
   await test.step('a kernel restart in the middle of a sweep', async () => {
     const grid = output(page, GRID);
     await grid.getByRole('button', { name: 'Run full sweep' }).click();

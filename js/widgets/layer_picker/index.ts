@@ -3,6 +3,7 @@ import { type RenderProps, type BaseTraits, listen } from "../shared/anywidget";
 import { Chips } from "../shared/chips";
 import { frame } from "../shared/connection";
 import { h, on } from "../shared/dom";
+import { visible } from "../shared/tokens";
 
 interface Traits extends BaseTraits {
   num_layers: number;
@@ -56,7 +57,11 @@ function render({ model, el }: RenderProps<Traits>): () => void {
 
   const draw = (): void => {
     layers.setLabels([...Array(model.get("num_layers")).keys()].map(String));
-    positions.setLabels(model.get("tokens").map((t, i) => `${i}:${t}`));
+    const tokens = model.get("tokens");
+    positions.setLabels(
+      tokens.map((t, i) => `${i}:${visible(t)}`),
+      tokens.map((t, i) => `position ${i}: ${JSON.stringify(t)}`),
+    );
     sync();
   };
   const sync = (): void => {

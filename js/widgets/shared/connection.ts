@@ -8,6 +8,7 @@
 // view's own listener for that class is dropped by anywidget, so it is not updated later.)
 import type { AnyModel } from "./anywidget";
 import { h, mount, on } from "./dom";
+import { keyboardScope } from "./keys";
 
 const DISCONNECTED = "jupyter-widgets-disconnected";
 
@@ -119,18 +120,20 @@ export class Connection {
   }
 }
 
-/** A widget's shadow-root frame and its kernel connection; `dispose` undoes both. */
+/** A widget's shadow-root frame, its kernel connection and keyboard scope; `dispose` undoes all. */
 export function frame(
   el: HTMLElement,
   model: AnyModel<any>,
   name: string,
 ): { root: HTMLDivElement; connection: Connection; dispose: () => void } {
-  const { root, cleanup } = mount(el, name);
+  const { host, root, cleanup } = mount(el, name);
   const connection = new Connection(el, model, root);
+  const keys = keyboardScope(host, root);
   return {
     root,
     connection,
     dispose: () => {
+      keys();
       connection.dispose();
       cleanup();
     },

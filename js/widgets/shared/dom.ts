@@ -52,13 +52,16 @@ export function shadow(host: HTMLElement, css: string): ShadowRoot {
  * The widget's root element, inside a shadow root on a child of `el` (a child, so a second
  * render on the same `el` gets a fresh shadow root). `cleanup` removes it.
  */
-export function mount(el: HTMLElement, name: string): { root: HTMLDivElement; cleanup: () => void } {
+export function mount(
+  el: HTMLElement,
+  name: string,
+): { host: HTMLDivElement; root: HTMLDivElement; cleanup: () => void } {
   const host = h("div", { className: "lenslab-widget" });
   host.dataset.lenslabWidget = name;
   const root = h("div", { className: "lenslab-root" });
   shadow(host, CSS).append(root);
   el.replaceChildren(host);
-  return { root, cleanup: () => host.remove() };
+  return { host, root, cleanup: () => host.remove() };
 }
 
 /** Call `fn` once `ms` passed without another call; `cancel` drops a pending call. */

@@ -11,6 +11,7 @@ import {
 } from "./colors";
 import { h, on } from "./dom";
 import { Legend } from "./legend";
+import { visible } from "./tokens";
 import { Tooltip } from "./tooltip";
 
 export interface HeatmapData {
@@ -164,8 +165,9 @@ export class HeatmapView {
     const y = TOP + r * CELL_H;
     ctx.fillStyle = cellColor(value, this.scale, this.light);
     ctx.fillRect(x, y, this.cellW - 1, CELL_H - 1);
-    const text = data.text[r]?.[c];
-    if (text) {
+    const raw = data.text[r]?.[c];
+    if (raw) {
+      const text = visible(raw);
       ctx.fillStyle = textColor(value, this.scale, this.light);
       ctx.font = "10px system-ui, sans-serif";
       ctx.textAlign = "center";
@@ -210,7 +212,9 @@ export class HeatmapView {
     const value = data.values[r * data.cols.length + c];
     const extra = data.hover[r]?.[c];
     const shown = Number.isFinite(value) ? value.toFixed(3) : "not computed";
-    const text = `${data.rows[r]}, ${data.cols[c]}: ${shown}${extra ? `\n${extra}` : ""}`;
+    const token = data.text[r]?.[c];
+    const detail = extra || (token ? JSON.stringify(token) : ""); // the whole token, uncut
+    const text = `${data.rows[r]}, ${data.cols[c]}: ${shown}${detail ? `\n${detail}` : ""}`;
     this.tip.show(text, event.clientX, event.clientY);
   }
 }

@@ -28,6 +28,8 @@ export const CSS = `
 .lenslab-chip { border: 1px solid var(--jp-border-color1, #bbc); border-radius: 3px; padding: 1px 5px;
   background: var(--jp-layout-color1, #fff); cursor: pointer;
   min-width: 18px; text-align: center; user-select: none; white-space: pre; }
+.lenslab-chip:focus-visible, .lenslab-node:focus-visible { outline: 2px solid #2f6fdf;
+  outline-offset: -1px; }
 .lenslab-chip.lenslab-on { background: #2f6fdf; color: #fff; border-color: #2f6fdf; }
 .lenslab-row { display: flex; gap: 8px; align-items: center; margin: 4px 0; }
 .lenslab-code { font-family: var(--jp-code-font-family, monospace);

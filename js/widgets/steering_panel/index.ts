@@ -24,6 +24,7 @@ function render({ model, el }: RenderProps<Traits>): () => void {
   const slider = h("input");
   slider.type = "range";
   slider.step = "0.1";
+  slider.dataset.keys = ""; // arrow keys move the slider, not the notebook's cells
   slider.style.width = "260px";
   const value = h("code", { className: "lenslab-code" });
   const busy = h("span");

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from ..lab.checkout import this_checkout  # noqa: F401  (a fixture)
 from ..lab_server import CHROMIUM, ROOT, require_browser, running_lab
 
 NOTEBOOK = ROOT / "ui-tests" / "notebooks" / "widgets.ipynb"
@@ -73,19 +74,6 @@ def notebook(cells: list[str]) -> dict:
     }  # fmt: skip
 
 
-@pytest.fixture
-def this_checkout(tmp_path, monkeypatch):
-    """Serve this checkout: its lab extension first on JUPYTER_PATH, its package first on
-    PYTHONPATH (the kernel inherits both), whatever an editable install points at."""
-    extensions = tmp_path / "data" / "labextensions"
-    extensions.mkdir(parents=True)
-    (extensions / "lenslab").symlink_to(ROOT / "python" / "lenslab" / "labextension")
-    paths = [str(tmp_path / "data"), os.environ.get("JUPYTER_PATH", "")]
-    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join(p for p in paths if p))
-    paths = [str(ROOT / "python"), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
-
-
 def serve(tmp_path: Path, notebooks: dict[str, str], settings: dict[str, str]):
     require_browser()
     work = tmp_path / "work"
@@ -128,7 +116,8 @@ def artifacts_for(name: str) -> Path:
     return Path(root) / name if root else ROOT / "ui-tests" / "artifacts" / name
 
 
-def test_widgets_in_jupyterlab(this_checkout, tmp_path):
+@pytest.mark.usefixtures("this_checkout")
+def test_widgets_in_jupyterlab(tmp_path):
     # save widget state in the notebook: it re-opens without a kernel
     manager = {
         "@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-settings": '{"saveState": true}'
@@ -145,7 +134,8 @@ def test_widgets_in_jupyterlab(this_checkout, tmp_path):
     assert tree["state"]["selected"] == "model.model.layers[5].mlp"
 
 
-def test_styles_themes_and_kernel_restart(this_checkout, tmp_path):
+@pytest.mark.usefixtures("this_checkout")
+def test_styles_themes_and_kernel_restart(tmp_path):
     artifacts = artifacts_for("states")
     notebooks = {"states.ipynb": json.dumps(notebook(STATE_CELLS))}
     with serve(tmp_path, notebooks, {}) as (url, token):

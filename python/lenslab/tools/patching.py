@@ -43,6 +43,7 @@ class PatchingResult:
 
     def __repr__(self) -> str:
         """Shape, the two metrics and the best patch per component."""
+
         def label(column: int) -> str:
             if self.positions == "all":
                 return "all positions"

@@ -57,6 +57,10 @@ STATE_CELLS = [
     '    "When John and Mary went to the shops, John gave the bag to",\n'
     '    "When John and Mary went to the shops, Mary gave the bag to", " Mary", " John")\n'
     "grid",
+    "import numpy as np\nfrom lenslab.widgets import Heatmap\n\n"
+    'wide = Heatmap(rows=[f"layer {i}" for i in range(120)],\n'
+    '    cols=[f"{i}: \' tok\'" for i in range(120)], legend="index")\n'
+    "wide.set_all(np.arange(120 * 120))\nwide",
 ]
 
 

@@ -18,6 +18,7 @@ const LENS = 3;
 const NORMS = 4;
 const PANEL = 6;
 const GRID = 7;
+const WIDE = 8; // a 120 x 120 heatmap, bigger than its box
 const ANYWIDGETS = [TREE, PICKER, LENS, NORMS, PANEL, GRID];
 
 function cell(page: Page, index: number): Locator {
@@ -47,8 +48,8 @@ const TOP = 84;
 const CELL_H = 16;
 const CELL_W = 30;
 
-/** Red + green + blue of the canvas pixel in the middle of cell (row, col). */
-async function cellShade(canvas: Locator, row: number, col: number): Promise<number> {
+/** Red + green + blue of the canvas pixel at (x, y) in CSS pixels. */
+async function shade(canvas: Locator, x: number, y: number): Promise<number> {
   return canvas.evaluate(
     (el, [x, y]) => {
       const c = el as HTMLCanvasElement;
@@ -56,8 +57,13 @@ async function cellShade(canvas: Locator, row: number, col: number): Promise<num
       const [r, g, b] = c.getContext('2d')!.getImageData(x * ratio, y * ratio, 1, 1).data;
       return r + g + b;
     },
-    [LEFT + col * CELL_W + CELL_W / 2, TOP + row * CELL_H + CELL_H / 2]
+    [x, y]
   );
+}
+
+/** The shade in the middle of cell (row, col). */
+async function cellShade(canvas: Locator, row: number, col: number): Promise<number> {
+  return shade(canvas, LEFT + col * CELL_W + CELL_W / 2, TOP + row * CELL_H + CELL_H / 2);
 }
 
 async function theme(page: Page, name: string): Promise<void> {
@@ -103,7 +109,7 @@ test('widget styles, themes and a kernel restart', async ({ page }) => {
   });
 
   await test.step('every widget shown', async () => {
-    for (const index of [TREE, PICKER, LENS, NORMS, 5, PANEL, GRID]) await run(page, index);
+    for (const index of [TREE, PICKER, LENS, NORMS, 5, PANEL, GRID, WIDE]) await run(page, index);
     for (const index of ANYWIDGETS) {
       await expect(output(page, index).locator('.lenslab-root')).toBeVisible({ timeout: 60000 });
       await expect(output(page, index).locator('.lenslab-banner')).toBeHidden(); // live
@@ -126,6 +132,22 @@ test('widget styles, themes and a kernel restart', async ({ page }) => {
     const low = Number(await legend(GRID).getAttribute('data-low'));
     expect(low).toBe(-Number(await legend(GRID).getAttribute('data-high')));
     await expect(legend(GRID).locator('.lenslab-legend-ticks span').nth(1)).toHaveText('0');
+  });
+
+  await test.step('a big grid scrolls in its box; its labels stay in view', async () => {
+    const wide = output(page, WIDE);
+    const canvas = wide.locator('canvas');
+    const scroller = wide.locator('.lenslab-scroll');
+    await expect(scroller).toBeVisible();
+    const [x, y] = [2500, 1000];
+    const before = await shade(canvas, x + 2, y + TOP + 40); // a cell, before scrolling
+    await scroller.evaluate((el, [x, y]) => el.scrollTo(x, y), [x, y]);
+    await expect(scroller).toHaveJSProperty('scrollLeft', x);
+    // the row-label band and the column-label band now cover the cells at the scroll offset
+    await expect.poll(() => shade(canvas, x + 2, y + TOP + 40)).toBeGreaterThan(700);
+    await expect.poll(() => shade(canvas, x + 400, y + 3)).toBeGreaterThan(700);
+    expect(before).toBeLessThan(700);
+    await shot(wide, 'wide_scrolled');
   });
 
   await test.step('no widget rule reaches the sidebar', async () => {

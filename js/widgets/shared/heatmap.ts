@@ -1,5 +1,7 @@
 // A canvas heatmap: labels, colours, cell text, hover tooltip, click. `update` repaints only
-// the cells whose value or text changed, so live updates never rebuild the view.
+// the cells whose value or text changed, so live updates never rebuild the view. A big grid
+// scrolls inside its own box, and its row and column labels are redrawn at the scroll offset,
+// so they stay in view (one canvas, so cell geometry is the same everywhere).
 import {
   type ColorScale,
   type Palette,
@@ -36,6 +38,8 @@ const RIGHT = 90; // room for the last rotated column label
 export class HeatmapView {
   readonly element: HTMLDivElement;
   private canvas: HTMLCanvasElement;
+  private scroller: HTMLDivElement;
+  private frame = 0;
   private tip = new Tooltip();
   private legend = new Legend();
   private scale: ColorScale = { palette: "blues", scale: "linear", low: 0, high: 1 };
@@ -48,7 +52,8 @@ export class HeatmapView {
   constructor(private onClick: (row: number, col: number) => void) {
     this.canvas = h("canvas");
     this.canvas.style.cursor = "pointer";
-    this.element = h("div", { className: "lenslab-heatmap" }, [this.legend.element, this.canvas]);
+    this.scroller = h("div", { className: "lenslab-scroll" }, [this.canvas]);
+    this.element = h("div", { className: "lenslab-heatmap" }, [this.legend.element, this.scroller]);
     // Cells and labels take the theme's colours: repaint when JupyterLab switches theme.
     const theme = new MutationObserver(() => {
       this.light = lightTheme();
@@ -57,6 +62,11 @@ export class HeatmapView {
     theme.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light"] });
     this.cleanups.push(
       () => theme.disconnect(),
+      () => cancelAnimationFrame(this.frame),
+      on(this.scroller, "scroll", () => {
+        cancelAnimationFrame(this.frame);
+        this.frame = requestAnimationFrame(() => this.data && this.paintAll());
+      }),
       on(this.canvas, "mousemove", (e) => this.hover(e)),
       on(this.canvas, "mouseleave", () => this.tip.hide()),
       on(this.canvas, "click", (e) => {
@@ -104,6 +114,7 @@ export class HeatmapView {
     }
     this.paintSelection(ctx, old.selected);
     this.painted = data.values.slice();
+    if (this.scroller.scrollLeft || this.scroller.scrollTop) this.paintLabels(ctx);
   }
 
   /** Remove every listener and the tooltip. */
@@ -132,24 +143,43 @@ export class HeatmapView {
     if (!ctx) return;
     ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
     this.legend.update(this.scale, data.legend, this.light);
-    ctx.fillStyle = getComputedStyle(this.element).color || "#333"; // follows the theme
-    ctx.font = "11px system-ui, sans-serif";
-    ctx.textBaseline = "middle";
-    ctx.textAlign = "right";
-    data.rows.forEach((label, r) => ctx.fillText(label, LEFT - 4, TOP + r * CELL_H + CELL_H / 2));
-    data.cols.forEach((label, c) => {
-      ctx.save();
-      ctx.translate(LEFT + c * this.cellW + this.cellW / 2, TOP - 4);
-      ctx.rotate(-Math.PI / 4);
-      ctx.textAlign = "left";
-      ctx.fillText(label.length > 18 ? `${label.slice(0, 17)}…` : label, 0, 0);
-      ctx.restore();
-    });
     for (let r = 0; r < data.rows.length; r++) {
       for (let c = 0; c < data.cols.length; c++) this.paintCell(ctx, r, c);
     }
     this.paintSelection(ctx, []);
     this.painted = data.values.slice();
+    this.paintLabels(ctx);
+  }
+
+  /** Row and column labels on bands at the scroll offset (opaque when scrolled over cells). */
+  private paintLabels(ctx: CanvasRenderingContext2D): void {
+    const data = this.data!;
+    const [x0, y0] = [this.scroller.scrollLeft, this.scroller.scrollTop];
+    const style = getComputedStyle(this.element);
+    if (x0 || y0) {
+      const background = this.light ? "#ffffff" : "#111111";
+      ctx.fillStyle = style.getPropertyValue("--jp-layout-color0").trim() || background;
+      ctx.fillRect(x0, y0, this.canvas.clientWidth, TOP); // column labels
+      ctx.fillRect(x0, y0, LEFT, this.canvas.clientHeight); // row labels
+    }
+    ctx.fillStyle = style.color || "#333"; // follows the theme
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.textBaseline = "middle";
+    ctx.textAlign = "right";
+    data.rows.forEach((label, r) => {
+      const y = TOP + r * CELL_H + CELL_H / 2;
+      if (y > y0 + TOP) ctx.fillText(label, x0 + LEFT - 4, y);
+    });
+    data.cols.forEach((label, c) => {
+      const x = LEFT + c * this.cellW + this.cellW / 2;
+      if (x < x0 + LEFT) return;
+      ctx.save();
+      ctx.translate(x, y0 + TOP - 4);
+      ctx.rotate(-Math.PI / 4);
+      ctx.textAlign = "left";
+      ctx.fillText(label.length > 18 ? `${label.slice(0, 17)}…` : label, 0, 0);
+      ctx.restore();
+    });
   }
 
   /** Counters in data-* attributes, so a browser test can see that updates stay partial. */
@@ -194,6 +224,8 @@ export class HeatmapView {
   private cellAt(event: MouseEvent): [number, number] | null {
     const data = this.data;
     if (!data) return null;
+    const view = this.scroller.getBoundingClientRect();
+    if (event.clientX - view.left < LEFT || event.clientY - view.top < TOP) return null; // labels
     const box = this.canvas.getBoundingClientRect();
     const c = Math.floor((event.clientX - box.left - LEFT) / this.cellW);
     const r = Math.floor((event.clientY - box.top - TOP) / CELL_H);

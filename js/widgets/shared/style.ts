@@ -60,6 +60,7 @@ export const CSS = `
 .lenslab-topk .lenslab-bar { width: 100px; height: 4px; margin-top: 2px; }
 .lenslab-token { font-family: var(--jp-code-font-family, monospace); white-space: pre;
   background: var(--jp-layout-color2, #f3f4f7); padding: 0 3px; border-radius: 3px; }
+.lenslab-scroll { max-width: 100%; max-height: 75vh; overflow: auto; }
 .lenslab-legend { display: flex; align-items: center; gap: 10px; margin: 0 0 4px 4px;
   color: var(--jp-ui-font-color2, #555); font-size: 11px; }
 .lenslab-legend-scale { position: relative; width: 180px; margin: 0 18px; padding-bottom: 14px; }

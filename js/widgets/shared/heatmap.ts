@@ -184,7 +184,8 @@ export class HeatmapView {
 
   /** Counters in data-* attributes, so a browser test can see that updates stay partial. */
   private count(name: "fullPaints" | "cellPaints"): void {
-    this.element.dataset[name] = String(Number(this.element.dataset[name] ?? 0) + 1);
+    const box = this.scroller.dataset; // the canvas's parent
+    box[name] = String(Number(box[name] ?? 0) + 1);
   }
 
   private paintCell(ctx: CanvasRenderingContext2D, r: number, c: number): void {

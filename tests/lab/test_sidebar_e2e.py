@@ -1,8 +1,9 @@
 """The lab sidebar end to end: a real JupyterLab on 127.0.0.1, headless Chromium, SmolLM2.
 
-Starts ``jupyter lab`` with a token on a free port in a scratch folder holding two notebooks,
-runs ui-tests/tests/sidebar.spec.ts with Playwright (``npx playwright test``) and asserts it
-passed. The screenshots land in ui-tests/artifacts/sidebar/ (or ``$LENSLAB_ARTIFACTS/sidebar``).
+Starts ``jupyter lab`` (this checkout's build) with a token on a free port in a scratch folder
+holding two notebooks, runs ui-tests/tests/sidebar.spec.ts with Playwright (``npx playwright
+test``) and asserts it passed. The screenshots land in ui-tests/artifacts/sidebar/ (or
+``$LENSLAB_ARTIFACTS/sidebar``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ..lab.checkout import this_checkout  # noqa: F401  (a fixture)
 from ..lab_server import CHROMIUM, ROOT, require_browser, running_lab
 
 LENSLAB_CELLS = [
@@ -48,8 +50,9 @@ def notebook(cells: list[str]) -> dict:
 
 
 @pytest.fixture
-def lab(tmp_path):
+def lab(request, tmp_path):
     """A JupyterLab server on 127.0.0.1 serving tmp_path/work; yields (url, token)."""
+    request.getfixturevalue("this_checkout")
     require_browser()
     work = tmp_path / "work"
     work.mkdir()

@@ -1,11 +1,12 @@
 // Heatmap widget: a live layers x tokens grid; clicking a cell sets `selected`.
 import { type RenderProps, listen } from "../shared/anywidget";
-import { h, mount } from "../shared/dom";
+import { frame } from "../shared/connection";
+import { h } from "../shared/dom";
 import { HeatmapView } from "../shared/heatmap";
 import { HEATMAP_EVENTS, type HeatmapTraits, heatmapData } from "../shared/traits";
 
 function render({ model, el }: RenderProps<HeatmapTraits>): () => void {
-  const root = mount(el);
+  const { root, dispose } = frame(el, model, "heatmap");
   const title = h("div", { className: "lenslab-title" });
   const view = new HeatmapView((row, col) => {
     model.set("selected", [row, col]);
@@ -21,6 +22,7 @@ function render({ model, el }: RenderProps<HeatmapTraits>): () => void {
   return () => {
     stop();
     view.dispose();
+    dispose();
   };
 }
 

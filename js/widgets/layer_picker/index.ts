@@ -1,7 +1,9 @@
 // LayerPicker: layers, component and token positions; the kernel reads them as a Selection.
 import { type RenderProps, type BaseTraits, listen } from "../shared/anywidget";
 import { Chips } from "../shared/chips";
-import { h, mount, on } from "../shared/dom";
+import { frame } from "../shared/connection";
+import { h, on } from "../shared/dom";
+import { visible } from "../shared/tokens";
 
 interface Traits extends BaseTraits {
   num_layers: number;
@@ -18,7 +20,7 @@ const COMPONENTS: [string, string][] = [
 ];
 
 function render({ model, el }: RenderProps<Traits>): () => void {
-  const root = mount(el);
+  const { root, dispose } = frame(el, model, "layer_picker");
   const cleanups: (() => void)[] = [];
   const commit = <K extends keyof Traits>(key: K, value: Traits[K]): void => {
     model.set(key, value);
@@ -55,7 +57,11 @@ function render({ model, el }: RenderProps<Traits>): () => void {
 
   const draw = (): void => {
     layers.setLabels([...Array(model.get("num_layers")).keys()].map(String));
-    positions.setLabels(model.get("tokens").map((t, i) => `${i}:${t}`));
+    const tokens = model.get("tokens");
+    positions.setLabels(
+      tokens.map((t, i) => `${i}:${visible(t)}`),
+      tokens.map((t, i) => `position ${i}: ${JSON.stringify(t)}`),
+    );
     sync();
   };
   const sync = (): void => {
@@ -77,6 +83,7 @@ function render({ model, el }: RenderProps<Traits>): () => void {
     cleanups.forEach((cleanup) => cleanup());
     layers.dispose();
     positions.dispose();
+    dispose();
   };
 }
 

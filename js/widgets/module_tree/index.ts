@@ -1,6 +1,10 @@
 // ModuleTree: expand / collapse lazily, filter by name, click to select, copy the expression.
+// Keyboard: Up/Down/Home/End move between rows, Right expands (or enters), Left collapses (or
+// goes to the parent), Enter or Space selects; the tree is one tab stop.
 import { type RenderProps, type BaseTraits, listen } from "../shared/anywidget";
-import { formatCount, h, mount, on } from "../shared/dom";
+import { frame } from "../shared/connection";
+import { formatCount, h, on } from "../shared/dom";
+import { step } from "../shared/keys";
 
 interface Node {
   path: string;
@@ -21,7 +25,7 @@ interface Traits extends BaseTraits {
 const MAX_MATCHES = 300;
 
 function render({ model, el }: RenderProps<Traits>): () => void {
-  const root = mount(el);
+  const { root, dispose } = frame(el, model, "module_tree");
   const cleanups: (() => void)[] = [];
   const filter = h("input");
   filter.placeholder = "filter by name, e.g. mlp or layers[5]";
@@ -54,6 +58,10 @@ function render({ model, el }: RenderProps<Traits>): () => void {
       h("span", { className: "lenslab-shape", text: node.output ? `→ ${node.output}` : "" }),
     ]);
     line.dataset.path = node.path;
+    line.dataset.keys = "";
+    line.tabIndex = -1;
+    line.setAttribute("role", "treeitem");
+    if (node.children.length && !flat) line.setAttribute("aria-expanded", String(open.has(node.path)));
     line.style.paddingLeft = `${flat ? 2 : depth * 14}px`;
     if (node.path === model.get("selected")) line.classList.add("lenslab-on");
     rows.set(node.path, line);
@@ -71,14 +79,18 @@ function render({ model, el }: RenderProps<Traits>): () => void {
   };
 
   const byPath = new Map<string, Node>();
+  const parents = new Map<string, string>();
   const index = (node: Node): void => {
     byPath.set(node.path, node);
+    for (const child of node.children) parents.set(child.path, node.path);
     node.children.forEach(index);
   };
+  let focusPath = "";
 
   const draw = (): void => {
     rows.clear();
     byPath.clear();
+    parents.clear();
     index(model.get("tree"));
     const query = model.get("query").trim().toLowerCase();
     if (!query) {
@@ -100,9 +112,28 @@ function render({ model, el }: RenderProps<Traits>): () => void {
     showSelection();
   };
 
+  const focusRow = (path: string): void => {
+    focusPath = path;
+    for (const [p, line] of rows) line.tabIndex = p === path ? 0 : -1;
+    rows.get(path)?.focus();
+  };
+
+  /** Open or close `path` and keep the keyboard focus on it (the rows are rebuilt). */
+  const toggle = (path: string): void => {
+    if (open.has(path)) open.delete(path);
+    else open.add(path);
+    draw();
+    focusRow(path);
+  };
+
   const showSelection = (): void => {
     const selected = model.get("selected");
-    for (const [path, line] of rows) line.classList.toggle("lenslab-on", path === selected);
+    for (const [path, line] of rows) {
+      line.classList.toggle("lenslab-on", path === selected);
+      line.setAttribute("aria-selected", String(path === selected));
+    }
+    const stop = rows.has(focusPath) ? focusPath : rows.has(selected) ? selected : rows.keys().next().value;
+    for (const [path, line] of rows) line.tabIndex = path === stop ? 0 : -1;
     expression.textContent = selected ? `${selected}.output` : "click a module";
     copy.disabled = !selected;
   };
@@ -120,6 +151,24 @@ function render({ model, el }: RenderProps<Traits>): () => void {
         draw();
       }
       if (!onToggle) select(path);
+    }),
+    on(box, "keydown", (event) => {
+      const line = (event.target as HTMLElement).closest<HTMLElement>(".lenslab-node");
+      const path = line?.dataset.path;
+      if (!line || !path) return;
+      const lines = [...box.querySelectorAll<HTMLElement>(".lenslab-node")];
+      const node = byPath.get(path);
+      const nested = !model.get("query") && node !== undefined && node.children.length > 0;
+      const next = step(event.key, lines.indexOf(line), lines.length, true);
+      if (next !== null) focusRow(lines[next].dataset.path ?? path);
+      else if (event.key === "ArrowRight" && nested && !open.has(path)) toggle(path);
+      else if (event.key === "ArrowRight" && nested) focusRow(node.children[0].path);
+      else if (event.key === "ArrowLeft" && nested && open.has(path)) toggle(path);
+      else if (event.key === "ArrowLeft" && parents.has(path)) focusRow(parents.get(path)!);
+      else if (event.key === "Enter" || event.key === " ") select(path);
+      else return;
+      event.preventDefault();
+      event.stopPropagation();
     }),
     on(filter, "input", () => {
       model.set("query", filter.value);
@@ -142,7 +191,10 @@ function render({ model, el }: RenderProps<Traits>): () => void {
     listen(model, "change:selected", showSelection),
   );
   draw();
-  return () => cleanups.forEach((cleanup) => cleanup());
+  return () => {
+    cleanups.forEach((cleanup) => cleanup());
+    dispose();
+  };
 }
 
 export default { render };

@@ -1,7 +1,8 @@
 // PatchingGrid: click a cell to run that patch (top-k for clean / corrupted / patched);
 // "Run full sweep" fills the grid batch by batch.
 import { type RenderProps, listen } from "../shared/anywidget";
-import { h, mount, on } from "../shared/dom";
+import { frame } from "../shared/connection";
+import { h, on } from "../shared/dom";
 import { HeatmapView } from "../shared/heatmap";
 import { request } from "../shared/protocol";
 import { HEATMAP_EVENTS, type HeatmapTraits, heatmapData } from "../shared/traits";
@@ -62,8 +63,7 @@ function topTable(outcome: Outcome): HTMLTableElement {
 }
 
 function render({ model, el }: RenderProps<Traits>): () => void {
-  const root = mount(el);
-  const abort = new AbortController();
+  const { root, connection, dispose } = frame(el, model, "patching_grid");
   const title = h("div", { className: "lenslab-title" });
   const summary = h("div", { className: "lenslab-muted" });
   const sweep = h("button", { text: "Run full sweep" });
@@ -71,11 +71,17 @@ function render({ model, el }: RenderProps<Traits>): () => void {
   const status = h("span");
   const error = h("div", { className: "lenslab-error" });
   const detail = h("div", { className: "lenslab-detail" });
+  // A request that fails (no reply, kernel gone) clears its status line: no endless spinner.
+  const ask = (content: Record<string, unknown>, timeoutMs: number): void => {
+    request(model, content, timeoutMs, connection.signal).catch((e: Error) => {
+      if (connection.live) error.textContent = e.message; // else the banner says why
+      drawStatus();
+    });
+  };
   const view = new HeatmapView((layer, position) => {
+    status.className = "lenslab-busy";
     status.textContent = `patching layer ${layer}, position ${position}…`;
-    request(model, { kind: "patch", layer, position }, PATCH_TIMEOUT_MS, abort.signal).catch(
-      (e: Error) => (error.textContent = e.message),
-    );
+    ask({ kind: "patch", layer, position }, PATCH_TIMEOUT_MS);
   });
   root.append(
     title,
@@ -98,14 +104,15 @@ function render({ model, el }: RenderProps<Traits>): () => void {
     detail.replaceChildren(head, topTable(d as Outcome));
   };
   const drawStatus = (): void => {
-    const busy = model.get("busy");
+    const busy = model.get("busy") && connection.live;
     const progress = model.get("progress");
     (bar.firstChild as HTMLDivElement).style.width = `${Math.round(progress * 100)}%`;
     status.className = busy ? "lenslab-busy" : "";
-    if (!busy) status.textContent = progress >= 1 ? "sweep done" : "";
+    if (!connection.live) status.textContent = progress > 0 && progress < 1 ? "sweep stopped" : "";
+    else if (!busy) status.textContent = progress >= 1 ? "sweep done" : "";
     else if (progress > 0) status.textContent = `sweeping… ${Math.round(progress * 100)}%`;
     sweep.disabled = busy;
-    error.textContent = model.get("error");
+    if (connection.live) error.textContent = model.get("error");
   };
   const drawGrid = (): void => {
     title.textContent = model.get("title");
@@ -115,11 +122,11 @@ function render({ model, el }: RenderProps<Traits>): () => void {
 
   const cleanups = [
     on(sweep, "click", () => {
+      status.className = "lenslab-busy";
       status.textContent = "sweeping…";
-      request(model, { kind: "sweep" }, SWEEP_TIMEOUT_MS, abort.signal).catch(
-        (e: Error) => (error.textContent = e.message),
-      );
+      ask({ kind: "sweep" }, SWEEP_TIMEOUT_MS);
     }),
+    connection.onLost(drawStatus),
     listen(model, `${HEATMAP_EVENTS} change:title change:summary`, drawGrid),
     listen(model, "change:detail", drawDetail),
     listen(model, "change:busy change:progress change:error", drawStatus),
@@ -128,9 +135,9 @@ function render({ model, el }: RenderProps<Traits>): () => void {
   drawDetail();
   drawStatus();
   return () => {
-    abort.abort();
     cleanups.forEach((cleanup) => cleanup());
     view.dispose();
+    dispose();
   };
 }
 

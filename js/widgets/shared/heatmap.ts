@@ -1,6 +1,20 @@
 // A canvas heatmap: labels, colours, cell text, hover tooltip, click. `update` repaints only
-// the cells whose value or text changed, so live updates never rebuild the view.
+// the cells whose value or text changed, so live updates never rebuild the view. A big grid
+// scrolls inside its own box, and its row and column labels are redrawn at the scroll offset,
+// so they stay in view (one canvas, so cell geometry is the same everywhere).
+import {
+  type ColorScale,
+  type Palette,
+  type Scale,
+  cellColor,
+  lightTheme,
+  scaleFor,
+  textColor,
+} from "./colors";
 import { h, on } from "./dom";
+import { Legend } from "./legend";
+import { visible } from "./tokens";
+import { Tooltip } from "./tooltip";
 
 export interface HeatmapData {
   rows: string[];
@@ -10,7 +24,9 @@ export interface HeatmapData {
   hover: string[][];
   zmin: number | null;
   zmax: number | null;
-  colors: string; // "blues" | "diverging"
+  colors: Palette; // "blues" (magnitudes) or "diverging" (signed, centred on 0)
+  scale: Scale; // "linear", "log" or "robust"
+  legend: string; // what the colours measure, shown over the colour bar
   selected: number[]; // [row, col] or []
 }
 
@@ -19,24 +35,15 @@ const LEFT = 64;
 const TOP = 84;
 const RIGHT = 90; // room for the last rotated column label
 
-export function cellColor(value: number, low: number, high: number, colors: string): string {
-  if (!Number.isFinite(value)) return "#eeeeee";
-  const x = Math.min(1, Math.max(0, (value - low) / (high - low || 1)));
-  if (colors === "diverging") {
-    if (x < 0.5) {
-      const s = 1 - 2 * x;
-      return `rgb(255,${Math.round(255 - 150 * s)},${Math.round(255 - 150 * s)})`;
-    }
-    const s = 2 * x - 1;
-    return `rgb(${Math.round(255 - 190 * s)},${Math.round(255 - 120 * s)},255)`;
-  }
-  return `rgb(${Math.round(255 - 200 * x)},${Math.round(255 - 150 * x)},255)`;
-}
-
 export class HeatmapView {
   readonly element: HTMLDivElement;
   private canvas: HTMLCanvasElement;
-  private tip: HTMLDivElement;
+  private scroller: HTMLDivElement;
+  private frame = 0;
+  private tip = new Tooltip();
+  private legend = new Legend();
+  private scale: ColorScale = { palette: "blues", scale: "linear", low: 0, high: 1 };
+  private light = lightTheme();
   private data: HeatmapData | null = null;
   private painted: Float32Array = new Float32Array(0);
   private cellW = 30;
@@ -45,17 +52,23 @@ export class HeatmapView {
   constructor(private onClick: (row: number, col: number) => void) {
     this.canvas = h("canvas");
     this.canvas.style.cursor = "pointer";
-    this.tip = h("div", { className: "lenslab-tip" });
-    this.tip.style.display = "none";
-    this.element = h("div", {}, [this.canvas]);
-    document.body.append(this.tip);
-    // Labels take the theme's text colour: repaint when JupyterLab switches theme.
-    const theme = new MutationObserver(() => this.data && this.paintAll());
+    this.scroller = h("div", { className: "lenslab-scroll" }, [this.canvas]);
+    this.element = h("div", { className: "lenslab-heatmap" }, [this.legend.element, this.scroller]);
+    // Cells and labels take the theme's colours: repaint when JupyterLab switches theme.
+    const theme = new MutationObserver(() => {
+      this.light = lightTheme();
+      if (this.data) this.paintAll();
+    });
     theme.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light"] });
     this.cleanups.push(
       () => theme.disconnect(),
+      () => cancelAnimationFrame(this.frame),
+      on(this.scroller, "scroll", () => {
+        cancelAnimationFrame(this.frame);
+        this.frame = requestAnimationFrame(() => this.data && this.paintAll());
+      }),
       on(this.canvas, "mousemove", (e) => this.hover(e)),
-      on(this.canvas, "mouseleave", () => (this.tip.style.display = "none")),
+      on(this.canvas, "mouseleave", () => this.tip.hide()),
       on(this.canvas, "click", (e) => {
         const cell = this.cellAt(e);
         if (cell) this.onClick(cell[0], cell[1]);
@@ -66,7 +79,10 @@ export class HeatmapView {
   /** Draw `data`: everything when the shape or labels changed, else only changed cells. */
   update(data: HeatmapData): void {
     const old = this.data;
+    const scale = scaleFor(data.values, data.zmin, data.zmax, data.colors, data.scale);
+    const moved = scale.low !== this.scale.low || scale.high !== this.scale.high;
     this.data = data;
+    this.scale = scale;
     const same =
       old !== null &&
       old.rows.length === data.rows.length &&
@@ -76,8 +92,10 @@ export class HeatmapView {
       old.zmin === data.zmin &&
       old.zmax === data.zmax &&
       old.colors === data.colors &&
+      old.scale === data.scale &&
+      old.legend === data.legend &&
       hasText(old) === hasText(data) &&
-      !this.boundsMoved(old, data);
+      !moved;
     if (!same) {
       this.layout();
       this.paintAll();
@@ -96,19 +114,13 @@ export class HeatmapView {
     }
     this.paintSelection(ctx, old.selected);
     this.painted = data.values.slice();
+    if (this.scroller.scrollLeft || this.scroller.scrollTop) this.paintLabels(ctx);
   }
 
   /** Remove every listener and the tooltip. */
   dispose(): void {
     for (const cleanup of this.cleanups) cleanup();
-    this.tip.remove();
-  }
-
-  private boundsMoved(old: HeatmapData, data: HeatmapData): boolean {
-    if (data.zmin !== null && data.zmax !== null) return false;
-    const [a, b] = bounds(old);
-    const [c, d] = bounds(data);
-    return a !== c || b !== d;
+    this.tip.dispose();
   }
 
   private layout(): void {
@@ -130,44 +142,64 @@ export class HeatmapView {
     const ctx = this.canvas.getContext("2d");
     if (!ctx) return;
     ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
-    ctx.fillStyle = getComputedStyle(this.element).color || "#333"; // follows the theme
-    ctx.font = "11px system-ui, sans-serif";
-    ctx.textBaseline = "middle";
-    ctx.textAlign = "right";
-    data.rows.forEach((label, r) => ctx.fillText(label, LEFT - 4, TOP + r * CELL_H + CELL_H / 2));
-    data.cols.forEach((label, c) => {
-      ctx.save();
-      ctx.translate(LEFT + c * this.cellW + this.cellW / 2, TOP - 4);
-      ctx.rotate(-Math.PI / 4);
-      ctx.textAlign = "left";
-      ctx.fillText(label.length > 18 ? `${label.slice(0, 17)}…` : label, 0, 0);
-      ctx.restore();
-    });
+    this.legend.update(this.scale, data.legend, this.light);
     for (let r = 0; r < data.rows.length; r++) {
       for (let c = 0; c < data.cols.length; c++) this.paintCell(ctx, r, c);
     }
     this.paintSelection(ctx, []);
     this.painted = data.values.slice();
+    this.paintLabels(ctx);
+  }
+
+  /** Row and column labels on bands at the scroll offset (opaque when scrolled over cells). */
+  private paintLabels(ctx: CanvasRenderingContext2D): void {
+    const data = this.data!;
+    const [x0, y0] = [this.scroller.scrollLeft, this.scroller.scrollTop];
+    const style = getComputedStyle(this.element);
+    if (x0 || y0) {
+      const background = this.light ? "#ffffff" : "#111111";
+      ctx.fillStyle = style.getPropertyValue("--jp-layout-color0").trim() || background;
+      ctx.fillRect(x0, y0, this.canvas.clientWidth, TOP); // column labels
+      ctx.fillRect(x0, y0, LEFT, this.canvas.clientHeight); // row labels
+    }
+    ctx.fillStyle = style.color || "#333"; // follows the theme
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.textBaseline = "middle";
+    ctx.textAlign = "right";
+    data.rows.forEach((label, r) => {
+      const y = TOP + r * CELL_H + CELL_H / 2;
+      if (y > y0 + TOP) ctx.fillText(label, x0 + LEFT - 4, y);
+    });
+    data.cols.forEach((label, c) => {
+      const x = LEFT + c * this.cellW + this.cellW / 2;
+      if (x < x0 + LEFT) return;
+      ctx.save();
+      ctx.translate(x, y0 + TOP - 4);
+      ctx.rotate(-Math.PI / 4);
+      ctx.textAlign = "left";
+      ctx.fillText(label.length > 18 ? `${label.slice(0, 17)}…` : label, 0, 0);
+      ctx.restore();
+    });
   }
 
   /** Counters in data-* attributes, so a browser test can see that updates stay partial. */
   private count(name: "fullPaints" | "cellPaints"): void {
-    this.element.dataset[name] = String(Number(this.element.dataset[name] ?? 0) + 1);
+    const box = this.scroller.dataset; // the canvas's parent
+    box[name] = String(Number(box[name] ?? 0) + 1);
   }
 
   private paintCell(ctx: CanvasRenderingContext2D, r: number, c: number): void {
     const data = this.data!;
     this.count("cellPaints");
-    const [low, high] = bounds(data);
     const value = data.values[r * data.cols.length + c];
     const x = LEFT + c * this.cellW;
     const y = TOP + r * CELL_H;
-    ctx.fillStyle = cellColor(value, low, high, data.colors);
+    ctx.fillStyle = cellColor(value, this.scale, this.light);
     ctx.fillRect(x, y, this.cellW - 1, CELL_H - 1);
-    const text = data.text[r]?.[c];
-    if (text) {
-      const x01 = (value - low) / (high - low || 1);
-      ctx.fillStyle = x01 > 0.6 ? "#fff" : "#222";
+    const raw = data.text[r]?.[c];
+    if (raw) {
+      const text = visible(raw);
+      ctx.fillStyle = textColor(value, this.scale, this.light);
       ctx.font = "10px system-ui, sans-serif";
       ctx.textAlign = "center";
       ctx.textBaseline = "middle";
@@ -185,7 +217,7 @@ export class HeatmapView {
     if (previous.length === 2) this.paintCell(ctx, previous[0], previous[1]);
     if (data.selected.length !== 2) return;
     const [r, c] = data.selected;
-    ctx.strokeStyle = "#111";
+    ctx.strokeStyle = this.light ? "#111" : "#fff";
     ctx.lineWidth = 2;
     ctx.strokeRect(LEFT + c * this.cellW + 1, TOP + r * CELL_H + 1, this.cellW - 3, CELL_H - 3);
   }
@@ -193,6 +225,8 @@ export class HeatmapView {
   private cellAt(event: MouseEvent): [number, number] | null {
     const data = this.data;
     if (!data) return null;
+    const view = this.scroller.getBoundingClientRect();
+    if (event.clientX - view.left < LEFT || event.clientY - view.top < TOP) return null; // labels
     const box = this.canvas.getBoundingClientRect();
     const c = Math.floor((event.clientX - box.left - LEFT) / this.cellW);
     const r = Math.floor((event.clientY - box.top - TOP) / CELL_H);
@@ -204,38 +238,18 @@ export class HeatmapView {
     const cell = this.cellAt(event);
     const data = this.data;
     if (!cell || !data) {
-      this.tip.style.display = "none";
+      this.tip.hide();
       return;
     }
     const [r, c] = cell;
     const value = data.values[r * data.cols.length + c];
     const extra = data.hover[r]?.[c];
     const shown = Number.isFinite(value) ? value.toFixed(3) : "not computed";
-    this.tip.textContent = `${data.rows[r]}, ${data.cols[c]}: ${shown}${extra ? `\n${extra}` : ""}`;
-    this.tip.style.display = "block";
-    this.tip.style.left = `${event.clientX + 12}px`;
-    this.tip.style.top = `${event.clientY + 12}px`;
+    const token = data.text[r]?.[c];
+    const detail = extra || (token ? JSON.stringify(token) : ""); // the whole token, uncut
+    const text = `${data.rows[r]}, ${data.cols[c]}: ${shown}${detail ? `\n${detail}` : ""}`;
+    this.tip.show(text, event.clientX, event.clientY);
   }
-}
-
-/** Colour range: zmin/zmax where given, else the data's own (symmetric when diverging). */
-export function bounds(data: HeatmapData): [number, number] {
-  let low = Infinity;
-  let high = -Infinity;
-  for (const v of data.values) {
-    if (Number.isFinite(v)) {
-      low = Math.min(low, v);
-      high = Math.max(high, v);
-    }
-  }
-  if (!Number.isFinite(low)) [low, high] = [0, 1];
-  low = data.zmin ?? low;
-  high = data.zmax ?? high;
-  if (data.colors === "diverging") {
-    const edge = Math.max(Math.abs(low), Math.abs(high)) || 1;
-    return [-edge, edge];
-  }
-  return [low, high > low ? high : low + 1];
 }
 
 function hasText(data: HeatmapData): boolean {

@@ -10,7 +10,15 @@ export interface Reply {
 
 let nextId = 1;
 
-/** Send `content` and wait for its reply; reject after `timeoutMs` or when `signal` aborts. */
+function abortMessage(signal: AbortSignal): string {
+  const why: unknown = signal.reason;
+  return why instanceof Error ? why.message : "[lenslab] request aborted";
+}
+
+/**
+ * Send `content` and wait for its reply; reject after `timeoutMs`, when `signal` aborts (the
+ * kernel went away, or the view closed), or at once when the message cannot be sent.
+ */
 export function request<T>(
   model: AnyModel<T>,
   content: Record<string, unknown>,
@@ -19,6 +27,10 @@ export function request<T>(
 ): Promise<Reply> {
   const id = nextId++;
   return new Promise<Reply>((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new Error(abortMessage(signal)));
+      return;
+    }
     const finish = (): void => {
       clearTimeout(timer);
       model.off("msg:custom", onMessage);
@@ -32,7 +44,7 @@ export function request<T>(
     };
     const onAbort = (): void => {
       finish();
-      reject(new Error("[lenslab] request aborted"));
+      reject(new Error(abortMessage(signal!)));
     };
     const timer = setTimeout(() => {
       finish();
@@ -40,6 +52,11 @@ export function request<T>(
     }, timeoutMs);
     model.on("msg:custom", onMessage);
     signal?.addEventListener("abort", onAbort);
-    model.send({ ...content, id });
+    try {
+      model.send({ ...content, id });
+    } catch (problem) {
+      finish();
+      reject(new Error(`[lenslab] could not reach the kernel: ${String(problem)}`));
+    }
   });
 }

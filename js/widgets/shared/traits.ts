@@ -1,5 +1,6 @@
 // Heatmap traits as synced by python/lenslab/widgets/heatmap.py.
 import type { AnyModel, BaseTraits } from "./anywidget";
+import type { Palette, Scale } from "./colors";
 import { floats } from "./dom";
 import type { HeatmapData } from "./heatmap";
 
@@ -12,7 +13,9 @@ export interface HeatmapTraits extends BaseTraits {
   hover: string[][];
   zmin: number | null;
   zmax: number | null;
-  colors: string;
+  colors: Palette;
+  scale: Scale;
+  legend: string;
   selected: number[];
 }
 
@@ -26,10 +29,12 @@ export function heatmapData<T extends HeatmapTraits>(model: AnyModel<T>): Heatma
     zmin: model.get("zmin"),
     zmax: model.get("zmax"),
     colors: model.get("colors"),
+    scale: model.get("scale"),
+    legend: model.get("legend"),
     selected: model.get("selected"),
   };
 }
 
 export const HEATMAP_EVENTS =
   "change:rows change:cols change:values change:text change:hover change:zmin change:zmax " +
-  "change:colors change:selected";
+  "change:colors change:scale change:legend change:selected";

@@ -1,7 +1,8 @@
 // SteeringPanel: layers and a coefficient slider (debounced); baseline and steered side by side.
 import { type RenderProps, type BaseTraits, listen } from "../shared/anywidget";
 import { Chips } from "../shared/chips";
-import { debounce, h, mount, on } from "../shared/dom";
+import { frame } from "../shared/connection";
+import { debounce, h, on } from "../shared/dom";
 
 interface Traits extends BaseTraits {
   prompt: string;
@@ -19,10 +20,11 @@ interface Traits extends BaseTraits {
 const DEBOUNCE_MS = 350;
 
 function render({ model, el }: RenderProps<Traits>): () => void {
-  const root = mount(el);
+  const { root, connection, dispose } = frame(el, model, "steering_panel");
   const slider = h("input");
   slider.type = "range";
   slider.step = "0.1";
+  slider.dataset.keys = ""; // arrow keys move the slider, not the notebook's cells
   slider.style.width = "260px";
   const value = h("code", { className: "lenslab-code" });
   const busy = h("span");
@@ -67,9 +69,10 @@ function render({ model, el }: RenderProps<Traits>): () => void {
     root.dataset.runs = String(model.get("runs"));
   };
   const drawBusy = (): void => {
-    busy.className = model.get("busy") ? "lenslab-busy" : "";
-    busy.textContent = model.get("busy") ? "generating…" : "";
-    error.textContent = model.get("error");
+    const running = model.get("busy") && connection.live;
+    busy.className = running ? "lenslab-busy" : "";
+    busy.textContent = running ? "generating…" : "";
+    if (connection.live) error.textContent = model.get("error");
   };
 
   const cleanups = [
@@ -85,6 +88,10 @@ function render({ model, el }: RenderProps<Traits>): () => void {
       draw,
     ),
     listen(model, "change:busy change:error", drawBusy),
+    connection.onLost(() => {
+      send.cancel(); // a pending slider value would be dropped by the manager anyway
+      drawBusy();
+    }),
   ];
   draw();
   drawBusy();
@@ -92,6 +99,7 @@ function render({ model, el }: RenderProps<Traits>): () => void {
     send.cancel();
     cleanups.forEach((cleanup) => cleanup());
     layers.dispose();
+    dispose();
   };
 }
 

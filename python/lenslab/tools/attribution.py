@@ -14,6 +14,7 @@ import torch
 
 from ..errors import InputError
 from ._plots import heatmaps
+from ._summary import best_cells, mimebundle, shape_of
 from .patching import _VIEWS, COMPONENTS, PatchingResult, clean_and_corrupted, logit_difference
 from .prompts import Tokens
 
@@ -44,6 +45,23 @@ class AttributionResult:
     def plot(self) -> Any:
         columns = [f"{p}: {t!r}" for p, t in enumerate(self.clean.text)]
         return heatmaps(self.scores, columns, "Attribution patching", self.clean)
+
+    def __repr__(self) -> str:
+        """Shape, the two metrics and the highest estimate per component."""
+        text = self.clean.text
+        return "\n".join(
+            [
+                f"AttributionResult: {shape_of(self.scores)} ({self.clean.describe()}, "
+                f"{self.forward_passes} forward pass)",
+                f"  metric: clean {self.clean_metric:.3f}, corrupted {self.corrupted_metric:.3f}"
+                " (estimated score 1 = clean restored)",
+                *best_cells(self.scores, lambda c: f"position {c} ({text[c]!r})"),
+                "  .plot() for the heatmaps; .scores[component] for the values",
+            ]
+        )
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        return mimebundle(repr(self), self.plot, include, exclude)
 
 
 def attribution_patching(

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ._summary import mimebundle, top_list
 from .prompts import Tokens, tokens_of
 
 
@@ -24,6 +25,29 @@ class LogitLens:
     top_tokens: list[list[list[str]]]
     layers: list[int]
     tokens: Tokens
+
+    def __repr__(self) -> str:
+        """Shape, the last layer's top tokens at the last position, and where its top-1 first
+        leads (printing the tensors would say nothing at a glance)."""
+        layers, positions, k = self.probs.shape
+        last = self.top_tokens[-1][-1]
+        answer = last[0]
+        first = next(
+            layer for layer, row in zip(self.layers, self.top_tokens) if row[-1][0] == answer
+        )
+        return "\n".join(
+            [
+                f"LogitLens: {layers} layers x {positions} positions, top-{k} "
+                f"({self.tokens.describe()})",
+                f"  layer {self.layers[-1]}, last position ({self.tokens.text[-1]!r}): "
+                + top_list(zip(last, self.probs[-1, -1].tolist())),
+                f"  {answer!r} is first top-1 there at layer {first}",
+                "  .plot() for the heatmap; .probs, .top_tokens for the values",
+            ]
+        )
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        return mimebundle(repr(self), self.plot, include, exclude)
 
     def plot(self) -> Any:
         """Heatmap of the top-1 probability (layers x positions), top-k on hover."""

@@ -15,6 +15,7 @@ import torch
 
 from ..errors import InputError
 from ._plots import heatmaps
+from ._summary import best_cells, mimebundle, shape_of
 from .prompts import Tokens, token_id, tokens_of
 
 COMPONENTS = ("attn", "mlp", "resid")  # forward order inside a layer
@@ -39,6 +40,29 @@ class PatchingResult:
     def plot(self) -> Any:
         """One heatmap per component, layers x positions."""
         return heatmaps(self.scores, self._columns(), "Activation patching", self.clean)
+
+    def __repr__(self) -> str:
+        """Shape, the two metrics and the best patch per component."""
+
+        def label(column: int) -> str:
+            if self.positions == "all":
+                return "all positions"
+            position = self.positions[column]
+            return f"position {position} ({self.clean.text[position]!r})"
+
+        return "\n".join(
+            [
+                f"PatchingResult: {shape_of(self.scores)} ({self.clean.describe()}, "
+                f"{self.forward_passes} forward passes)",
+                f"  metric: clean {self.clean_metric:.3f}, corrupted {self.corrupted_metric:.3f}"
+                " (score 1 = clean restored, 0 = no effect)",
+                *best_cells(self.scores, label),
+                "  .plot() for the heatmaps; .scores[component] for the values",
+            ]
+        )
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        return mimebundle(repr(self), self.plot, include, exclude)
 
     def _columns(self) -> list[str]:
         if self.positions == "all":

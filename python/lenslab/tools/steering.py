@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ._summary import mimebundle, short
 from .prompts import Tokens, token_id, tokens_of
 
 
@@ -46,6 +47,24 @@ class SteeringResult:
     layers: list[int]
     tokens: Tokens
     texts: tuple[str, str] | None = None
+
+    def __repr__(self) -> str:
+        """The setting, how far the next-token distribution moved, and the texts."""
+        shift = float((self.steered.exp() * (self.steered - self.baseline)).sum())
+        before, after = int(self.baseline.argmax()), int(self.steered.argmax())
+        top = "unchanged" if before == after else f"changes from id {before} to id {after}"
+        lines = [
+            f"SteeringResult: coefficient {self.coefficient:g} at layers {self.layers} "
+            f"({self.tokens.describe()})",
+            f"  next token: KL(steered || baseline) {shift:.3f} nats; top-1 {top}"
+            " (.plot(model) names the tokens)",
+        ]
+        if self.texts is not None:
+            lines += [f"  baseline: {short(self.texts[0])}", f"  steered:  {short(self.texts[1])}"]
+        return "\n".join(lines)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        return mimebundle(repr(self), None, include, exclude)
 
     def log_prob(self, model: Any, token: str | int) -> tuple[float, float]:
         """(baseline, steered) log-probability of ``token`` as the next token."""

@@ -9,6 +9,7 @@ import traitlets as t
 
 from ..records import COMPONENT_VIEWS, Selection
 from ._base import LensWidget, bundle
+from ._checks import BadValue, prompt_ids, require_model
 
 
 class LayerPicker(LensWidget):
@@ -21,9 +22,9 @@ class LayerPicker(LensWidget):
     _esm = bundle("layer_picker")
     num_layers = t.Int(0).tag(sync=True)
     tokens = t.List(t.Unicode()).tag(sync=True)
-    layers = t.List(t.Int()).tag(sync=True)
+    layers = t.List().tag(sync=True)  # ints, checked by _valid_layers (a LensError)
     component = t.Unicode("resid").tag(sync=True)
-    positions = t.List(t.Int()).tag(sync=True)
+    positions = t.List().tag(sync=True)
 
     def __init__(
         self,
@@ -35,7 +36,8 @@ class LayerPicker(LensWidget):
         positions: list[int] | None = None,
         **kwargs: Any,
     ) -> None:
-        ids = model.tokenizer(prompt)["input_ids"]
+        require_model(model, "LayerPicker")
+        ids = prompt_ids(model, prompt, "LayerPicker")[0].tolist()
         tokens = [model.tokenizer.decode(int(i)) for i in ids]
         super().__init__(
             num_layers=int(model.num_layers),
@@ -61,8 +63,9 @@ class LayerPicker(LensWidget):
     @t.validate("component")
     def _valid_component(self, proposal: Any) -> str:
         if proposal["value"] not in COMPONENT_VIEWS:
-            raise t.TraitError(
-                f"component must be one of {sorted(COMPONENT_VIEWS)}, got {proposal['value']!r}"
+            raise BadValue(
+                f"component must be one of {sorted(COMPONENT_VIEWS)} (residual stream, attention, "
+                f"MLP output), got {proposal['value']!r}."
             )
         return str(proposal["value"])
 
@@ -80,8 +83,12 @@ class LayerPicker(LensWidget):
 
 def _indices(values: list[int], size: int, what: str) -> list[int]:
     """Sorted, unique, non-negative; negative indices count from the end, as in Python."""
-    chosen = sorted({v + size if v < 0 else v for v in values})
-    bad = [v for v in chosen if not 0 <= v < size]
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in values):
+        raise BadValue(f"{what}s must be whole numbers, got {list(values)!r}.")
+    bad = [v for v in values if not -size <= v < size]
     if bad:
-        raise t.TraitError(f"{what}s {bad} out of range: there are {size} ({what} 0-{size - 1})")
-    return chosen
+        raise BadValue(
+            f"{what}s {bad} out of range: there are {size}, so use {what}s 0 to {size - 1} "
+            f"(or -1 for the last)."
+        )
+    return sorted({v + size if v < 0 else v for v in values})

@@ -8,9 +8,12 @@ layer i has run.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+from ..errors import InputError
+from ._checks import at_least_one, component_of, prompt_ids, require_model
 from .heatmap import Heatmap
 
 
@@ -25,6 +28,16 @@ def show(widget: Any) -> None:
         display(widget)
 
 
+@contextmanager
+def closed_on_error(widget: Any) -> Iterator[None]:
+    """Close ``widget`` (its view disappears) if the body fails: no half-empty plot stays."""
+    try:
+        yield
+    except BaseException:
+        widget.close()
+        raise
+
+
 def token_labels(model: Any, ids: Sequence[int]) -> list[str]:
     return [f"{i}: {model.tokenizer.decode(int(t))!r}" for i, t in enumerate(ids)]
 
@@ -37,15 +50,21 @@ def activation_norms(
 
     from ..records import COMPONENT_VIEWS
 
-    ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"]
+    require_model(model, "activation_norms")
+    component_of(component, COMPONENT_VIEWS, "activation_norms")
+    ids = prompt_ids(model, prompt, "activation_norms")
     plot = Heatmap(
         rows=[f"layer {i}" for i in range(model.num_layers)],
         cols=token_labels(model, ids[0].tolist()),
         title=f"{component} norm per layer and token",
+        # The first token's norm is often tens of times the rest (an attention sink): a log
+        # scale keeps the other positions' structure visible instead of one dark column.
+        scale="log",
+        legend="L2 norm",
     )
     if display:
         show(plot)
-    with torch.no_grad(), model.trace(ids):
+    with closed_on_error(plot), torch.no_grad(), model.trace(ids):
         view = getattr(model, COMPONENT_VIEWS[component])
         for layer in range(model.num_layers):
             plot.set_row(layer, view[layer][0].norm(dim=-1))
@@ -56,18 +75,21 @@ def live_logit_lens(model: Any, prompt: str, *, top_k: int = 5, display: bool = 
     """The logit lens as it computes: row i (top-1 probability, top-k on hover) after layer i."""
     import torch
 
-    ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"]
+    require_model(model, "live_logit_lens")
+    at_least_one(top_k, "top_k", "live_logit_lens")
+    ids = prompt_ids(model, prompt, "live_logit_lens")
     plot = Heatmap(
         rows=[f"layer {i}" for i in range(model.num_layers)],
         cols=token_labels(model, ids[0].tolist()),
         title="Logit lens: top-1 probability (top-k on hover)",
         zmin=0.0,
         zmax=1.0,
+        legend="top-1 probability",
     )
     if display:
         show(plot)
     decode = model.tokenizer.decode
-    with torch.no_grad(), model.trace(ids):
+    with closed_on_error(plot), torch.no_grad(), model.trace(ids):
         for layer in range(model.num_layers):
             hidden = model.layers_output[layer][0]
             top = model.lm_head(model.ln_final(hidden)).softmax(-1).topk(top_k, dim=-1)
@@ -90,6 +112,7 @@ def lens_heatmap(lens: Any) -> Heatmap:
         title=f"Logit lens ({lens.tokens.describe()})",
         zmin=0.0,
         zmax=1.0,
+        legend="top-1 probability",
         text=[[cell[0] for cell in row] for row in lens.top_tokens],
         hover=[
             [_top_k_text(cell, probs) for cell, probs in zip(row, row_probs.tolist())]
@@ -129,10 +152,19 @@ class StepPlot:
                 "height": 320,
             },
         )
+        from ..tools._summary import NEUTRAL_LAYOUT
+
+        self.figure.update_layout(**NEUTRAL_LAYOUT)  # readable on light and dark themes
         self.series = list(series)
 
     def append(self, step: int, **values: Any) -> None:
         """Add one point per named series at ``step``."""
+        unknown = sorted(set(values) - set(self.series))
+        if unknown:
+            raise InputError(
+                f"StepPlot has no series {unknown}; its series are {self.series} (name them "
+                f"when you create it: StepPlot([...]))."
+            )
         with self.figure.batch_update():
             for trace in self.figure.data:
                 if trace.name in values:
@@ -164,10 +196,14 @@ def generation_plot(
     """Generate greedily, plotting the chosen token's probability and entropy at each step."""
     import torch
 
+    require_model(model, "generation_plot")
+    at_least_one(max_new_tokens, "max_new_tokens", "generation_plot")
+    prompt_ids(model, prompt, "generation_plot")
     plot = StepPlot(["top-1 probability", "entropy (nats)"], title=f"Generating from {prompt!r}")
     if display:
         show(plot)
     with (
+        closed_on_error(plot.figure),
         torch.no_grad(),
         model.generate(prompt, max_new_tokens=max_new_tokens, do_sample=False) as tracer,
     ):

@@ -8,8 +8,10 @@ from typing import Any
 
 import traitlets as t
 
+from ..errors import InputError
 from ..records import ModuleNode
 from ._base import LensWidget, bundle
+from ._checks import BadValue, require_model
 from ._html import render_tree
 
 
@@ -28,13 +30,36 @@ def describe(value: Any) -> str | None:
     return type(value).__name__
 
 
-def scan_tree(model: Any, prompt: Any = "The quick brown fox") -> ModuleNode:
+DEFAULT_PROMPT = "The quick brown fox"
+
+
+def scan_tree(model: Any, prompt: Any = None) -> ModuleNode:
     """Scan ``model`` on ``prompt`` (fake tensors, nothing computed) and describe every module.
 
-    Names are written as in a trace (``model.model.layers[5].mlp``): list children by index.
+    ``prompt`` is text for a language model (default "The quick brown fox"), else an example
+    input of the wrapped module. Names are written as in a trace (``model.model.layers[5].mlp``):
+    list children by index.
     """
-    with model.scan(prompt) as tracer:
-        cache = tracer.cache()
+    require_model(model, "ModuleTree", text=False)
+    text = getattr(model, "tokenizer", None) is not None
+    if prompt is None and text:
+        prompt = DEFAULT_PROMPT
+    if (prompt is None or isinstance(prompt, str)) and not text:
+        raise InputError(
+            f"ModuleTree scans the model on an example input; this {type(model._module).__name__}"
+            f" has no tokenizer, so it takes tensors, not text: pass one, e.g. "
+            f"ModuleTree(model, {_example(model._module)})."
+        )
+    if isinstance(prompt, str) and not prompt:
+        raise InputError(f"ModuleTree got an empty prompt: pass text, e.g. {DEFAULT_PROMPT!r}.")
+    try:
+        with model.scan(prompt) as tracer:
+            cache = tracer.cache()
+    except Exception as problem:
+        raise InputError(
+            f"ModuleTree could not scan the model on {_short(prompt)}: {problem}. Pass an input "
+            f"its forward accepts."
+        ) from problem
     shapes = {name: describe(entry.output) for name, entry in cache.items()}
 
     def build(module: Any, path: str, name: str) -> ModuleNode:
@@ -51,6 +76,17 @@ def scan_tree(model: Any, prompt: Any = "The quick brown fox") -> ModuleNode:
         return ModuleNode(path, name, type(module).__name__, count, shapes.get(path), children)
 
     return build(model._module, "model", "model")
+
+
+def _example(module: Any) -> str:
+    """A guess at an input for a bare module: zeros as wide as its first Linear's input."""
+    first = next((m for m in module.modules() if hasattr(m, "in_features")), None)
+    return f"torch.zeros(1, {first.in_features})" if first is not None else "an example tensor"
+
+
+def _short(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    return f"an input of shape {tuple(shape)}" if shape is not None else repr(value)[:60]
 
 
 class ModuleTree(LensWidget):
@@ -70,9 +106,10 @@ class ModuleTree(LensWidget):
     query = t.Unicode("").tag(sync=True)
     scanned = t.Unicode("").tag(sync=True)
 
-    def __init__(self, model: Any, prompt: str = "The quick brown fox", **kwargs: Any) -> None:
+    def __init__(self, model: Any, prompt: Any = None, **kwargs: Any) -> None:
         self.root = scan_tree(model, prompt)
-        super().__init__(tree=self.root.to_json(), scanned=f"scan of {prompt!r}", **kwargs)
+        shown = DEFAULT_PROMPT if prompt is None else prompt
+        super().__init__(tree=self.root.to_json(), scanned=f"scan of {_short(shown)}", **kwargs)
 
     @property
     def node(self) -> ModuleNode | None:
@@ -87,7 +124,10 @@ class ModuleTree(LensWidget):
     def _known_path(self, proposal: Any) -> str:
         path = str(proposal["value"])
         if path and self.root.find(path) is None:
-            raise t.TraitError(f"{path!r} is not a module of this model")
+            raise BadValue(
+                f"{path!r} is not a module of this model: write it as the tree shows it, "
+                f"e.g. {next(iter(c.path for c in self.root.children), 'model')!r}."
+            )
         return path
 
     def to_html(self) -> str:

@@ -8,8 +8,10 @@ from typing import Any
 
 import traitlets as t
 
+from ..errors import InputError
 from ..records import COMPONENT_VIEWS, PatchOutcome, TopToken
 from ._base import bundle
+from ._checks import at_least_one, component_of, prompt_ids, require_model
 from ._html import render_grid
 from ._protocol import Request
 from .heatmap import Heatmap
@@ -50,8 +52,11 @@ class PatchingGrid(Heatmap):
 
         from ..tools.patching import clean_and_corrupted, logit_difference
 
-        if component not in COMPONENT_VIEWS:
-            raise ValueError(f"component must be one of {sorted(COMPONENT_VIEWS)}")
+        require_model(model, "PatchingGrid")
+        component_of(component, COMPONENT_VIEWS, "PatchingGrid")
+        at_least_one(top_k, "top_k", "PatchingGrid")
+        prompt_ids(model, clean, "PatchingGrid")
+        prompt_ids(model, corrupted, "PatchingGrid")
         self._prompts = (clean, corrupted)
         clean, corrupted = clean_and_corrupted(model, clean, corrupted)
         self._model, self._clean, self._corrupted = model, clean, corrupted
@@ -79,6 +84,7 @@ class PatchingGrid(Heatmap):
             cols=cols,
             component=component,
             colors="diverging",
+            legend="score (1 = clean restored, 0 = no effect)",
             title=f"Activation patching: {component} ({clean.describe()})",
             summary=(
                 f"logit diff {answer!r} - {wrong!r}: clean {self.clean_metric:.3f}, "
@@ -92,7 +98,7 @@ class PatchingGrid(Heatmap):
     def fill(self, result: Any) -> None:
         """Show an ``activation_patching`` result of the same prompts (per-position sweep)."""
         if result.positions == "all" or self.component not in result.scores:
-            raise ValueError(
+            raise InputError(
                 f"PatchingGrid shows a per-position sweep of {self.component!r}; got positions="
                 f"{result.positions!r}, components {list(result.scores)}"
             )
@@ -105,9 +111,10 @@ class PatchingGrid(Heatmap):
         import torch
 
         if not (0 <= layer < len(self.rows) and 0 <= position < len(self.cols)):
-            raise IndexError(
+            raise InputError(
                 f"cell ({layer}, {position}) is outside the {len(self.rows)} x "
-                f"{len(self.cols)} grid"
+                f"{len(self.cols)} grid: layers 0-{len(self.rows) - 1}, positions "
+                f"0-{len(self.cols) - 1}."
             )
         model = self._model
         with torch.no_grad(), model.trace(self._corrupted.ids):

@@ -13,7 +13,9 @@ from typing import Any
 
 import traitlets as t
 
+from ..errors import InputError
 from ._base import LensWidget, bundle
+from ._checks import BadValue, at_least_one, prompt_ids, require_model
 
 
 class SteeringPanel(LensWidget):
@@ -56,8 +58,25 @@ class SteeringPanel(LensWidget):
         max_new_tokens: int = 20,
         **kwargs: Any,
     ) -> None:
+        require_model(model, "SteeringPanel")
         if (vector is None) == (positive is None or negative is None):
-            raise ValueError("give either positive and negative prompt sets, or a vector")
+            raise InputError(
+                "SteeringPanel takes either positive and negative prompt sets "
+                "(positive=[...], negative=[...]) or a saved vector (vector=...), not both."
+            )
+        for name, prompts in (("positive", positive), ("negative", negative)):
+            if prompts is not None and (isinstance(prompts, str) or not prompts):
+                raise InputError(
+                    f"SteeringPanel: {name} must be a non-empty list of prompts, got {prompts!r}."
+                )
+        low, high = coefficient_range
+        if not low < high:
+            raise InputError(
+                f"SteeringPanel: coefficient_range must be (low, high) with low < high, got "
+                f"{coefficient_range!r}."
+            )
+        at_least_one(max_new_tokens, "max_new_tokens", "SteeringPanel")
+        prompt_ids(model, prompt, "SteeringPanel")
         self._model = model
         self._pairs = (list(positive or []), list(negative or []))
         self._vector = vector
@@ -132,8 +151,18 @@ class SteeringPanel(LensWidget):
         chosen = sorted({int(v) for v in proposal["value"]})
         bad = [v for v in chosen if not 0 <= v < self.num_layers]
         if bad:
-            raise t.TraitError(f"layers {bad} out of range 0-{self.num_layers - 1}")
+            self.error = f"layers {bad} out of range: use layers 0 to {self.num_layers - 1}."
+            raise BadValue(self.error)
         return chosen
+
+    @t.validate("prompt")
+    def _valid_prompt(self, proposal: Any) -> str:
+        try:
+            prompt_ids(self._model, proposal["value"], "SteeringPanel")
+        except InputError as problem:
+            self.error = str(problem)
+            raise BadValue(str(problem)) from None
+        return str(proposal["value"])
 
     def to_html(self) -> str:
         def column(title: str, text: str) -> str:

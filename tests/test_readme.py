@@ -64,6 +64,9 @@ def test_every_python_snippet_in_the_readme_runs_in_order(tmp_path, capsys):
         > names["model"].tokenizer("The Eiffel Tower is in", return_tensors="pt").input_ids.shape[1]
     )
     assert names["out"].shape[0] == 1
+    # The offload example: most layers on disk, the same prediction as in memory.
+    assert list(names["big"]._model.hf_device_map.values()).count("disk") >= 29
+    assert names["big"].tokenizer.decode(names["offloaded_logits"][0, -1].argmax()) == " Paris"
     # nnsight's other forms: one cache entry per generated token, hook=True ran the edit, and
     # the standalone backward block saw a gradient.
     assert len(names["steps"]["model.lm_head"]) == 3

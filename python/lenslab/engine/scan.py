@@ -3,7 +3,8 @@
 A fake tensor has a shape, dtype and device but no data, so a scan costs almost nothing and
 shows what every module takes and returns. Some loaders (accelerate's offloading hooks) swap
 parameters as a forward runs; under fake tensors that would leave fakes in the model (nnsight's
-scan bug), so every module's parameter and buffer references are put back afterwards.
+scan bug), so every module's parameter and buffer references are put back afterwards; offloaded
+modules get fake weights instead of reads from their offload (engine/offload.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
+
+from .offload import offloading_hooks, stand_in_weights
 
 
 def shapes_only(call: Callable[[], Any], model: nn.Module) -> Callable[[], Any]:
@@ -26,8 +29,9 @@ def shapes_only(call: Callable[[], Any], model: nn.Module) -> Callable[[], Any]:
         quiet = logging.getLogger("torch._subclasses.fake_tensor")
         level = quiet.level
         quiet.setLevel(logging.CRITICAL)  # a failing op is the user's error, reported by us
+        offloaded = offloading_hooks(model)
         try:
-            with FakeTensorMode(allow_non_fake_inputs=True):
+            with FakeTensorMode(allow_non_fake_inputs=True), stand_in_weights(offloaded):
                 return call()
         finally:
             quiet.setLevel(level)

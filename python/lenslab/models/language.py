@@ -401,6 +401,12 @@ def _moved(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def _device_of(module: nn.Module) -> torch.device:
+    """Where inputs go: accelerate's execution device when it dispatched the model (its
+    offloaded weights sit on ``meta``, so the first parameter can be anywhere), else where the
+    weights are."""
+    device = getattr(getattr(module, "_hf_hook", None), "execution_device", None)
+    if device is not None:
+        return torch.device(device)
     for parameter in module.parameters():
         return parameter.device
     return torch.device("cpu")

@@ -100,7 +100,7 @@ def assert_no_trace_state():
 
     assert not tracer._open, tracer._open
     assert not mediator._bodies, mediator._bodies
-    assert saving._open_traces == 0
+    assert not saving._open_traces
     assert not hasattr(torch.ones(1), "save")
 
 

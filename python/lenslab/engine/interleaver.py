@@ -171,12 +171,11 @@ class Interleaver:
         if not self._started:
             self._started = self._ended = True  # one statement: the worker is handed back once
             _idle_workers().append(self.greenlet)
-        elif not self._ended:  # _main's finally sets it, on the forward's greenlet
-            if not self.greenlet.dead:
-                # A forward cut before it began (an interrupt between resume()'s two lines)
-                # leaves the worker parked: the _Abort then ends it and comes back here.
-                with contextlib.suppress(_Abort):
-                    self.greenlet.throw(_Abort())
+        elif not self._ended and not self.greenlet.dead:  # _main's finally sets _ended
+            # A forward cut before it began (an interrupt between resume()'s two lines) leaves
+            # the worker parked: the _Abort then ends it and comes back here.
+            with contextlib.suppress(_Abort):
+                self.greenlet.throw(_Abort())
         self._remove_hooks()  # also when the forward never started, or was cut unwinding
         for mediator in self.mediators:
             mediator.close()
@@ -314,7 +313,12 @@ def _idle_workers() -> list[greenlet]:
 def _take_worker() -> greenlet:
     """A greenlet for one forward; when the forward ends it goes back to the greenlet asking now."""
     idle = _idle_workers()
-    worker = idle.pop() if idle else spawn(_serve)
+    while idle:
+        worker = idle.pop()
+        if not worker.dead:  # one is dead if an interrupt hit it on its way to park
+            worker.parent = getcurrent()
+            return worker
+    worker = spawn(_serve)
     worker.parent = getcurrent()
     return worker
 

@@ -136,5 +136,5 @@ def close_trace(saved: list[Any]) -> None:
     stack: list[list[Any]] = getattr(_local, "saved", [])
     if stack and stack[-1] is saved:
         stack.pop()
-    elif any(other is saved for other in stack):  # traces on one thread nest, but a generator may end one out of order
+    elif any(other is saved for other in stack):  # a generator may end one out of order
         stack[:] = [other for other in stack if other is not saved]

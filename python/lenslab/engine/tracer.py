@@ -209,14 +209,13 @@ class Tracer(Guarded):
         if not self._scan:  # a scan needs no weights: a lazy model stays on the meta device
             self.model._ready()
         frame = sys._getframe(1)  # the caller's: Guarded.__enter__ is C, with no frame
-        here = getcurrent()
+        here = self._opened_on = getcurrent()
         opened_here = _open.get(here)
         if opened_here:
             _refuse_interleaving(self.model, frame, opened_here)
         else:
             opened_here = _open[here] = []
         self._frame = frame
-        self._opened_on = here
         self._is_open = True
         open_trace(self.saved)
         opened_here.append(self)

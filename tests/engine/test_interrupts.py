@@ -104,7 +104,8 @@ def interrupt_everywhere(
             assert_clean(module)
             assert_no_trace_registered()
         except Exception as error:
-            raise AssertionError(f"{where}, then a trace: {type(error).__name__}: {error}")
+            message = f"{where}, then a trace: {type(error).__name__}: {error}"
+            raise AssertionError(message) from error
     pytest.fail(f"the run still reached engine line {MAX_LINES}")
 
 

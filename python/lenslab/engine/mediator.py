@@ -95,7 +95,8 @@ class Mediator:
         self.start_on: frozenset[nn.Module] | None = None
         self.deferred = body is not None  # runs on its own greenlet, inside the forward
         self.started = not self.deferred
-        self.greenlet = getcurrent() if body is None else spawn(self._run_body, interleaver.greenlet)
+        parent = interleaver.greenlet
+        self.greenlet = getcurrent() if body is None else spawn(self._run_body, parent)
         interleaver.mediators.append(self)  # before activate(): abort() then finds it to close
         if body is None:  # runs inline on the caller's greenlet
             self.activate()

@@ -76,7 +76,7 @@ class _Skip:
     locals hold, would outlive the block until the garbage collector ran."""
 
     def __init__(self, frame: FrameType, bound: Any, body_line: int) -> None:
-        self.frame: FrameType | None = frame
+        self.frame = frame
         self.bound = bound
         self.body_line = body_line
         self.previous_global = sys.gettrace()
@@ -99,14 +99,11 @@ class _Skip:
         raise SkipBody
 
     def restore(self) -> None:
-        """Put the previous tracers back; safe to repeat (an interrupt may cut it short)."""
-        frame = self.frame
-        if frame is None:
-            return
-        frame.f_trace = self.previous_local
-        frame.f_trace_opcodes = False
+        """Put the previous tracers back. Called again after the stop fired (CPython turned
+        tracing off when it raised), and safe to repeat (an interrupt may cut it short)."""
+        self.frame.f_trace = self.previous_local
+        self.frame.f_trace_opcodes = False
         sys.settrace(self.previous_global)
-        self.frame = self.bound = self.previous_local = None  # hold nothing of the block
 
 
 def namespace_of(frame: FrameType) -> dict[str, Any]:

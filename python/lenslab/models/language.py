@@ -341,7 +341,9 @@ def _vocab_size(module: nn.Module) -> int | None:
     """The rows of the model's input embedding (what ids may index), else config.vocab_size."""
     embedding = module.get_input_embeddings() if hasattr(module, "get_input_embeddings") else None
     rows = getattr(embedding, "num_embeddings", None)
-    return rows if isinstance(rows, int) else getattr(getattr(module, "config", None), "vocab_size", None)
+    if isinstance(rows, int):
+        return rows
+    return getattr(getattr(module, "config", None), "vocab_size", None)
 
 
 def _max_new_tokens(module: nn.Module, options: dict[str, Any], prompt_length: int) -> int:

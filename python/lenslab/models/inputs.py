@@ -8,7 +8,7 @@ ids are derived from the attention mask so a padded prompt computes what it comp
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,13 +54,17 @@ class TextInputs:
 
 
 def tokenize(
-    tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any], vocab: int | None = None
+    tokenizer: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    vocab: Callable[[], int | None] | None = None,
 ) -> TokenInputs | TextInputs:
     """Normalize one invoke's inputs (see the module docstring for what is accepted).
 
-    Token ids the user gives are checked against ``vocab`` (the model's embedding rows) here,
+    Token ids the user gives are checked against ``vocab()`` (the model's embedding rows) here,
     before any hook is set: past it, the forward would fail deep inside the embedding with a
-    bare IndexError. Text needs no check: the model's own tokenizer made its ids.
+    bare IndexError. Text needs no check (the model's own tokenizer made its ids), so a trace
+    of text pays nothing for it.
     """
     if len(args) > 1:
         raise InputError(
@@ -93,8 +97,9 @@ def tokenize(
     else:
         ids, mask = data, extra.pop("attention_mask", None)
     ids = _as_ids(ids)
-    if vocab is not None:
-        _check_vocab(ids, vocab)
+    size = vocab() if vocab is not None else None
+    if size is not None:
+        _check_vocab(ids, size)
     if mask is None:
         mask, padded = torch.ones_like(ids), False
     else:

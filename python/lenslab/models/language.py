@@ -263,7 +263,7 @@ class LanguageModel(NNsight):
         self.dispatch()
 
     def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TokenInputs | TextInputs:
-        return tokenize(self.tokenizer, args, kwargs, _vocab_size(self._module))
+        return tokenize(self.tokenizer, args, kwargs, lambda: _vocab_size(self._module))
 
     def _batch(
         self, prepared: list[TokenInputs | TextInputs], method: str, options: dict[str, Any]

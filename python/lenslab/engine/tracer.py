@@ -30,7 +30,15 @@ from torch import nn
 
 from ..errors import EditError, InputError, InvokeError, LensError, LensWarning, TraceStateError
 from . import frames, observers, rerun, source
-from ._guard import Guarded
+
+try:
+    from ._guard import Guarded
+except ImportError as error:  # a checkout built before _guard.c existed, or never built
+    raise ImportError(
+        "lenslab's compiled helper lenslab/engine/_guard is missing: this copy of lenslab was "
+        "not built (or was built before it existed). Rebuild it with `pip install -e .` (or "
+        "scripts/install) from the repository; a C compiler and Python's headers are needed."
+    ) from error
 from .cache import Cache, chosen_envoys
 from .envoy import Envoy
 from .interleaver import Interleaver, Run, StopTrace

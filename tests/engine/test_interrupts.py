@@ -192,3 +192,24 @@ def test_a_generation_step_loop(tiny_gpt2):
         assert chosen == expected[0, ids.input_ids.shape[1] :].tolist()
 
     assert interrupt_everywhere(run, lm._model, check, distinct=True) > 100
+
+
+def test_a_body_that_fails_while_the_forward_waits():
+    """The cleanup then unwinds a paused forward (interleaver.abort): interrupted there too."""
+    net = Net()
+    model = NNsight(net)
+    x = torch.randn(2, 4)
+    first = net.first(x)
+
+    def run() -> torch.Tensor:
+        try:
+            with model.trace(x):
+                seen = model.first.output.save()
+                raise ValueError("the body failed")
+        except ValueError:
+            return seen
+
+    def check(seen: torch.Tensor) -> None:
+        assert torch.equal(seen, first)
+
+    assert interrupt_everywhere(run, net, check, distinct=False) > 50

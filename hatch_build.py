@@ -1,7 +1,8 @@
-"""Compiles lenslab's one C file into the wheel (and in place, for editable installs).
+"""Compiles lenslab's C files into the wheel (and in place, for editable installs).
 
 ``python/lenslab/engine/_stackfloor.c`` is the bottom frame of the engine's greenlets; its
-header and ``engine/stacks.py`` say why. setuptools' ``build_ext`` does the compiling, so the
+header and ``engine/stacks.py`` say why. ``python/lenslab/engine/_guard.c`` gives with-blocks
+a cleanup that no interrupt can skip; its header says why that needs C. setuptools' ``build_ext`` does the compiling, so the
 platform's own compiler and flags are used (gcc or clang; MSVC on Windows).
 """
 
@@ -12,8 +13,10 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-EXTENSION = "lenslab.engine._stackfloor"
-SOURCE = "python/lenslab/engine/_stackfloor.c"
+EXTENSIONS = {
+    "lenslab.engine._stackfloor": "python/lenslab/engine/_stackfloor.c",
+    "lenslab.engine._guard": "python/lenslab/engine/_guard.c",
+}
 
 
 class StackFloorBuildHook(BuildHookInterface):
@@ -27,7 +30,7 @@ class StackFloorBuildHook(BuildHookInterface):
         distribution = Distribution(
             {
                 "name": "lenslab",
-                "ext_modules": [Extension(EXTENSION, [SOURCE])],
+                "ext_modules": [Extension(name, [path]) for name, path in EXTENSIONS.items()],
                 "package_dir": {"": "python"},
                 "script_name": "hatch_build.py",
             }
@@ -38,10 +41,11 @@ class StackFloorBuildHook(BuildHookInterface):
         command.build_temp = str(root / "build" / "stackfloor")
         command.ensure_finalized()
         command.run()
-        built = Path(command.get_ext_fullpath(EXTENSION))
-        if not built.is_absolute():
-            built = root / built
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
-        if version != "editable":
-            build_data["force_include"][str(built)] = f"lenslab/engine/{built.name}"
+        for name in EXTENSIONS:
+            built = Path(command.get_ext_fullpath(name))
+            if not built.is_absolute():
+                built = root / built
+            if version != "editable":
+                build_data["force_include"][str(built)] = f"lenslab/engine/{built.name}"

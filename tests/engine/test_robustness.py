@@ -100,7 +100,7 @@ def assert_no_trace_state():
 
     assert not tracer._open, tracer._open
     assert not mediator._bodies, mediator._bodies
-    assert saving._open_traces == 0
+    assert not saving._open_traces
     assert not hasattr(torch.ones(1), "save")
 
 
@@ -895,9 +895,7 @@ def test_editing_a_passed_value_in_place_warns_and_changes_only_that_copy(net, x
             model.second.output.save()
             first[:] = 0
             out = model.output.save()  # the line the edit is noticed at
-    assert [warning.lineno for warning in w] == [
-        frames_lineno("the line the edit is noticed at")
-    ]
+    assert [warning.lineno for warning in w] == [frames_lineno("the line the edit is noticed at")]
     assert all(warning.filename == THIS_FILE for warning in w)
     assert torch.equal(first, torch.zeros_like(first)) and first_truth.abs().sum() > 0
     assert torch.equal(out, out_truth)  # the model computed with the unedited value
@@ -1427,9 +1425,7 @@ def test_a_trace_hooks_only_what_its_body_reads_and_the_blocks_around_it(tiny_ll
     hooked_during: list[str] = []
     with model.trace(torch.tensor([[5, 6, 7, 8]])):
         model.model.layers[1].mlp.output.save()
-        hooked_during += [
-            name for name, m in hf.named_modules() if m._forward_hooks
-        ]
+        hooked_during += [name for name, m in hf.named_modules() if m._forward_hooks]
     assert sorted(hooked_during) == ["", "model", "model.layers.1", "model.layers.1.mlp"]
     assert_clean(hf)
 

@@ -21,7 +21,7 @@ def installed():
 
 
 def test_the_engine_compiles_a_job_body_with_the_guards():
-    code = source._compile_body(ast.parse(BODY).body, JOB)
+    code = source.body_compiler().body(ast.parse(BODY).body, JOB)
     assert code is not None
     assert "_getattr_" in code.co_names  # every attribute read goes through the guard
     seen = []
@@ -38,7 +38,7 @@ def test_the_engine_compiles_a_job_body_with_the_guards():
 
 
 def test_bodies_of_other_files_are_compiled_as_before():
-    code = source._compile_body(ast.parse(BODY).body, "notebook.py")
+    code = source.body_compiler().body(ast.parse(BODY).body, "notebook.py")
     assert code is not None and "_getattr_" not in code.co_names
 
 
@@ -51,6 +51,6 @@ def test_plain_code_from_a_job_file_is_refused_by_the_gate():
 
 def test_indices_with_attribute_reads_are_not_evaluated_unguarded():
     index = ast.parse("layers[cfg.n]", mode="eval").body.slice
-    assert source._index(index) is None
+    assert source.body_compiler().index(index) is None
     simple = ast.parse("layers[n + 1]", mode="eval").body.slice
-    assert source._index(simple) is not None
+    assert source.body_compiler().index(simple) is not None

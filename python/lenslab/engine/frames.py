@@ -67,30 +67,43 @@ def skip_body(frame: FrameType, bound: Any, body_line: int) -> Callable[[], None
     call the returned ``restore``: it puts a debugger's or coverage's tracer back (and, if the
     stop never fired, removes it).
     """
-    previous_global = sys.gettrace()
-    previous_local = frame.f_trace
-    start = frame.f_lasti
-    simple, name, is_global = _as_target(frame.f_code, start)
+    return _Skip(frame, bound, body_line).restore
 
-    def stop(traced: FrameType, event: str, arg: Any) -> Any:
-        if traced is not frame or traced.f_lasti <= start:
-            return stop
-        if not simple and not (event == "line" and traced.f_lineno >= body_line):
-            return stop
-        restore()
+
+class _Skip:
+    """The trace function of ``skip_body``. An object, not a closure that returns itself: such a
+    closure is a reference cycle through the caller's frame, so the frame, and every value its
+    locals hold, would outlive the block until the garbage collector ran."""
+
+    def __init__(self, frame: FrameType, bound: Any, body_line: int) -> None:
+        self.frame = frame
+        self.bound = bound
+        self.body_line = body_line
+        self.previous_global = sys.gettrace()
+        self.previous_local = frame.f_trace
+        self.start = frame.f_lasti
+        self.simple, self.name, self.is_global = _as_target(frame.f_code, self.start)
+        frame.f_trace = self
+        frame.f_trace_opcodes = self.simple
+        sys.settrace(self.previous_global or _ignore)
+
+    def __call__(self, traced: FrameType, event: str, arg: Any) -> Any:
+        if traced is not self.frame or traced.f_lasti <= self.start:
+            return self
+        if not self.simple and not (event == "line" and traced.f_lineno >= self.body_line):
+            return self
+        bound, name = self.bound, self.name
+        self.restore()
         if name is not None:  # CPython copies f_locals back into the frame after this callback
-            (traced.f_globals if is_global else traced.f_locals)[name] = bound
+            (traced.f_globals if self.is_global else traced.f_locals)[name] = bound
         raise SkipBody
 
-    def restore() -> None:
-        frame.f_trace = previous_local
-        frame.f_trace_opcodes = False
-        sys.settrace(previous_global)
-
-    frame.f_trace = stop
-    frame.f_trace_opcodes = simple
-    sys.settrace(previous_global or _ignore)
-    return restore
+    def restore(self) -> None:
+        """Put the previous tracers back. Called again after the stop fired (CPython turned
+        tracing off when it raised), and safe to repeat (an interrupt may cut it short)."""
+        self.frame.f_trace = self.previous_local
+        self.frame.f_trace_opcodes = False
+        sys.settrace(self.previous_global)
 
 
 def namespace_of(frame: FrameType) -> dict[str, Any]:

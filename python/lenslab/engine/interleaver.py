@@ -81,6 +81,7 @@ class Interleaver:
         self.greenlet = _take_worker()
         self._started = self._ended = False
         self._escaped: BaseException | None = None  # raised by the forward, for resume()
+        self._step_hook: int | None = None  # the root's pre-hook that counts generation steps
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -110,12 +111,12 @@ class Interleaver:
                 # What register_forward_(pre_)hook does, minus its RemovableHandle (weakrefs,
                 # ~2 us a module); ids come from a range torch's own counter never reaches.
                 hook_id = next(_hook_ids)
+                hooks[(module, kind)] = hook_id  # first: an interrupt then leaves none unknown
                 if kind == "output":
                     module._forward_hooks[hook_id] = self._on_output
                 else:
                     module._forward_pre_hooks[hook_id] = self._on_input
                     module._forward_pre_hooks_with_kwargs[hook_id] = True
-                hooks[(module, kind)] = hook_id
                 if module is root or not enclosing:
                     break
                 if self._parents is None:
@@ -147,9 +148,10 @@ class Interleaver:
         costs far more than its ~1 us here, since the forward has flushed the CPU caches.
         """
         assert not self._started and all(not m.deferred for m in self.mediators)
-        _idle_workers().append(self.greenlet)
-        self._started = True
+        worker = self.greenlet
+        self._started = True  # first: abort() then never hands the worker back a second time
         self.greenlet = getcurrent()  # the hooks act on the greenlet the forward runs on
+        _idle_workers().append(worker)
         self._main()
         error, self._escaped = self._escaped, None
         if error is not None:
@@ -161,22 +163,34 @@ class Interleaver:
         Then let go of the run's values at once: bodies and this object point at each other, so
         waiting for the garbage collector would keep the output (SmolLM2's logits are megabytes)
         alive into the next trace, and the allocator would fetch fresh pages for each one.
+
+        Safe to call again after an interrupt cut it short (the tracer's ``_close`` does). A
+        KeyboardInterrupt that reached the forward while it unwound is raised here, at the end:
+        the user pressed Ctrl-C, so the user sees it.
         """
         if not self._started:
-            self._started = self._ended = True
+            self._started = self._ended = True  # one statement: the worker is handed back once
             _idle_workers().append(self.greenlet)
-        elif not self._ended:
-            self.greenlet.throw(_Abort())
-        if self._hooks:  # also when the forward never started
-            self._remove_hooks()
+        elif not self._ended and not self.greenlet.dead:  # _main's finally sets _ended
+            # A forward cut before it began (an interrupt between resume()'s two lines) leaves
+            # the worker parked: the _Abort then ends it and comes back here.
+            with contextlib.suppress(_Abort):
+                self.greenlet.throw(_Abort())
+        self._remove_hooks()  # also when the forward never started, or was cut unwinding
         for mediator in self.mediators:
             mediator.close()
         self.mediators.clear()
         self.values.clear()
         self._observers.clear()
         self.result = None
+        escaped, self._escaped = self._escaped, None
+        if isinstance(escaped, KeyboardInterrupt):
+            raise escaped
 
     def _remove_hooks(self) -> None:
+        if self._step_hook is not None:
+            self.root._forward_pre_hooks.pop(self._step_hook, None)
+            self._step_hook = None
         for (module, kind), hook_id in self._hooks.items():
             if kind == "output":
                 module._forward_hooks.pop(hook_id, None)
@@ -196,9 +210,11 @@ class Interleaver:
             self._ended = True
 
     def _forward(self) -> None:
-        step_hook = None
-        if self._counts_steps:
-            step_hook = self.root.register_forward_pre_hook(self._on_step, prepend=True)
+        if self._counts_steps:  # by hand, as in watch_each, so that _remove_hooks finds it
+            self._step_hook = hook_id = next(_hook_ids)
+            pre_hooks = self.root._forward_pre_hooks
+            pre_hooks[hook_id] = self._on_step
+            pre_hooks.move_to_end(hook_id, last=False)
         try:
             for mediator in self.mediators:
                 if not mediator.started and mediator.start_on is None:
@@ -209,8 +225,6 @@ class Interleaver:
             return
         finally:
             self.finished = True
-            if step_hook is not None:
-                step_hook.remove()
             self._remove_hooks()
         for mediator in self.mediators:
             if mediator.deferred:  # an inline body waits on no one
@@ -299,7 +313,12 @@ def _idle_workers() -> list[greenlet]:
 def _take_worker() -> greenlet:
     """A greenlet for one forward; when the forward ends it goes back to the greenlet asking now."""
     idle = _idle_workers()
-    worker = idle.pop() if idle else spawn(_serve)
+    while idle:
+        worker = idle.pop()
+        if not worker.dead:  # one is dead if an interrupt hit it on its way to park
+            worker.parent = getcurrent()
+            return worker
+    worker = spawn(_serve)
     worker.parent = getcurrent()
     return worker
 

@@ -95,12 +95,11 @@ class Mediator:
         self.start_on: frozenset[nn.Module] | None = None
         self.deferred = body is not None  # runs on its own greenlet, inside the forward
         self.started = not self.deferred
+        parent = interleaver.greenlet
+        self.greenlet = getcurrent() if body is None else spawn(self._run_body, parent)
+        interleaver.mediators.append(self)  # before activate(): abort() then finds it to close
         if body is None:  # runs inline on the caller's greenlet
-            self.greenlet = getcurrent()
             self.activate()
-        else:
-            self.greenlet = spawn(self._run_body, parent=interleaver.greenlet)
-        interleaver.mediators.append(self)
 
     # -- registration ------------------------------------------------------------------------
 
@@ -109,10 +108,11 @@ class Mediator:
 
     def deactivate(self) -> None:
         stack = _bodies.get(self.greenlet)
-        if stack and self in stack:
-            stack.remove(self)
+        if stack is not None:  # each step safe to repeat: an interrupt may cut this short
+            if self in stack:
+                stack.remove(self)
             if not stack:
-                del _bodies[self.greenlet]
+                _bodies.pop(self.greenlet, None)
 
     def close(self) -> None:
         """Forget this body; end its greenlet if it is suspended mid-body."""

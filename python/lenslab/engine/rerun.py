@@ -49,9 +49,9 @@ class Rerun:
 
     def restore_tracing(self) -> None:
         """Undo the skip's tracing hook (the block's ``__exit__`` must call this first)."""
-        restore, self._restore = self._restore, None
-        if restore is not None:
-            restore()
+        if self._restore is not None:
+            self._restore()  # idempotent: forgotten only once it has run (an interrupt may cut it)
+            self._restore = None
 
     def run(self, quiet: tuple[type[BaseException], ...] = ()) -> None:
         """Run the body; an exception of a ``quiet`` type ends it early without propagating."""

@@ -22,8 +22,9 @@ from . import gradients
 
 T = TypeVar("T")
 
-_lock = threading.Lock()
-_open_traces = 0
+# The saved-values lists of the traces open in the process, by id: "any trace open?" is a
+# dict's truth, and one list enters or leaves it in one step (an interrupt cannot split it).
+_open_traces: dict[int, list[Any]] = {}
 _local = threading.local()
 
 
@@ -121,33 +122,28 @@ def _install() -> None:
         _installed.add(hf_generic.ModelOutput)
 
 
-def open_trace() -> list[Any]:
+def open_trace(saved: list[Any]) -> None:
     """A trace starts: traced values get what nnsight code expects of them, a ``.save()``
     method and ``with loss.backward():`` (see gradients.py), while any trace is open.
 
-    Returns the list that collects this trace's saved values; pass it to ``close_trace``.
-    (Plain functions, not a context manager: this runs on every trace.)
+    ``saved`` collects this trace's saved values; pass it to ``close_trace``, which may be
+    called even when this was cut short by an interrupt. (Plain functions, not a context
+    manager: this runs on every trace.)
     """
-    global _open_traces
     if len(_installed) < 2:  # until transformers' ModelOutput has it too
         _install()
-    with _lock:
-        _open_traces += 1
-    saved: list[Any] = []
     try:
         _local.saved.append(saved)
     except AttributeError:
         _local.saved = [saved]
-    return saved
+    _open_traces[id(saved)] = saved
 
 
 def close_trace(saved: list[Any]) -> None:
-    """The trace that ``open_trace`` returned ``saved`` to has ended."""
-    global _open_traces
+    """The trace that ``open_trace`` got ``saved`` from has ended (safe to call twice)."""
+    _open_traces.pop(id(saved), None)
     stack: list[list[Any]] = getattr(_local, "saved", [])
     if stack and stack[-1] is saved:
         stack.pop()
-    else:  # traces on one thread nest, but a generator may end one out of order
+    elif any(other is saved for other in stack):  # a generator may end one out of order
         stack[:] = [other for other in stack if other is not saved]
-    with _lock:
-        _open_traces -= 1

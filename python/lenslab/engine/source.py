@@ -14,6 +14,8 @@ from __future__ import annotations
 import ast
 import linecache
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from types import CodeType, FrameType
@@ -78,8 +80,11 @@ class Block:
 
 
 _blocks: dict[tuple[int, int], tuple[CodeType, Block | None]] = {}
-_trees: dict[str, tuple[str, ast.Module | None]] = {}
+# Parsed files, least recently used first: bounded, since every notebook cell and every job of
+# a server is a file name of its own.
+_trees: OrderedDict[str, tuple[str, ast.Module | None]] = OrderedDict()
 _MAX_CACHED = 4096
+_MAX_TREES = 64
 _parsing = threading.Lock()
 
 
@@ -103,6 +108,7 @@ def _tree(filename: str) -> ast.Module | None:
         return None
     cached = _trees.get(filename)
     if cached is not None and cached[0] == source:
+        _trees.move_to_end(filename)
         return cached[1]
     try:
         with _parsing:  # CPython 3.11 can fail parsing from several threads at once
@@ -110,7 +116,18 @@ def _tree(filename: str) -> ast.Module | None:
     except SyntaxError:
         tree = None
     _trees[filename] = (source, tree)
+    _trees.move_to_end(filename)
+    while len(_trees) > _MAX_TREES:
+        _trees.popitem(last=False)
     return tree
+
+
+def forget_file(filename: str) -> None:
+    """Drop what was parsed and compiled from ``filename`` (a server job's, once it ended)."""
+    _trees.pop(filename, None)
+    for key, (code, _) in list(_blocks.items()):
+        if code.co_filename == filename:
+            _blocks.pop(key, None)
 
 
 def with_statement_at(filename: str, line: int) -> ast.With | None:
@@ -135,7 +152,7 @@ def _find_block(filename: str, line: int) -> Block | None:
     if best is None:
         return None
     rewritten = rewrite_saves(best.body)
-    body = _compile_body(rewritten or best.body, filename)
+    body = _compiler.body(rewritten or best.body, filename)
     return Block(
         accesses=tuple(_accesses(best.body)),
         body=body,
@@ -160,7 +177,8 @@ def _find_block(filename: str, line: int) -> Block | None:
     )
 
 
-def _compile_body(body: list[ast.stmt], filename: str) -> CodeType | None:
+def plain_body(body: list[ast.stmt], filename: str) -> CodeType | None:
+    """A with-block's body compiled as it stands; None if it cannot run alone."""
     try:
         with _parsing:
             return compile(ast.Module(body=body, type_ignores=[]), filename, "exec")
@@ -182,7 +200,7 @@ def _accesses(body: list[ast.stmt]) -> list[Access]:
             ):
                 access = _chain(node.value.value, node.value.attr)
                 if access is not None:
-                    steps = (*access.steps, ("index", _index(node.slice)))
+                    steps = (*access.steps, ("index", _compiler.index(node.slice)))
                     access = Access(access.root, steps, access.kind)
             if access is not None:
                 found.append(access)
@@ -196,7 +214,7 @@ def _chain(node: ast.expr, kind: str) -> Access | None:
             steps.append(("attr", node.attr))
             node = node.value
         elif isinstance(node, ast.Subscript):
-            steps.append(("index", _index(node.slice)))
+            steps.append(("index", _compiler.index(node.slice)))
             node = node.value
         elif isinstance(node, ast.Name):
             return Access(node.id, tuple(reversed(steps)), kind)
@@ -216,7 +234,7 @@ _SIMPLE = (
 )
 
 
-def _index(node: ast.expr) -> int | Index | None:
+def plain_index(node: ast.expr) -> int | Index | None:
     """A constant index, a side-effect-free expression to evaluate later, or None (any)."""
     if isinstance(node, ast.Constant) and isinstance(node.value, int):
         return node.value
@@ -225,6 +243,40 @@ def _index(node: ast.expr) -> int | Index | None:
     names = frozenset(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
     code = compile(ast.Expression(body=node), "<lenslab index>", "eval")
     return Index(code, names)
+
+
+@dataclass(frozen=True)
+class BodyCompiler:
+    """How with-block bodies become code, and index expressions (``layers[i]``) get read."""
+
+    body: Callable[[list[ast.stmt], str], CodeType | None] = plain_body
+    index: Callable[[ast.expr], int | Index | None] = plain_index
+
+
+_compiler = BodyCompiler()
+
+
+def body_compiler() -> BodyCompiler:
+    """The compiler in use (see ``set_body_compiler``)."""
+    return _compiler
+
+
+def set_body_compiler(compiler: BodyCompiler | None) -> BodyCompiler:
+    """Compile with-block bodies with ``compiler`` from now on (None: plainly again); returns
+    the one it replaces.
+
+    Why this exists: the engine compiles some bodies itself, from source (``tracer.invoke``,
+    ``model.edit()``, validated and ``.save()``-rewritten bodies). ``lenslab serve`` runs
+    untrusted code, and its worker must compile those bodies with its sandbox's guards, as it
+    does the main body, or they would run unguarded (server/compiler.py). Process-wide: it is
+    meant for a process that runs only such code. The callables get what ``plain_body`` and
+    ``plain_index`` get and may fall back to them. Blocks compiled before are forgotten, so
+    no body compiled the other way runs again.
+    """
+    global _compiler
+    previous, _compiler = _compiler, compiler or BodyCompiler()
+    _blocks.clear()
+    return previous
 
 
 class _Binder(ast.NodeVisitor):

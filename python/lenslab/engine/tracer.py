@@ -30,6 +30,15 @@ from torch import nn
 
 from ..errors import EditError, InputError, InvokeError, LensError, LensWarning, TraceStateError
 from . import frames, observers, rerun, source
+
+try:
+    from ._guard import Guarded
+except ImportError as error:  # a checkout built before _guard.c existed, or never built
+    raise ImportError(
+        "lenslab's compiled helper lenslab/engine/_guard is missing: this copy of lenslab was "
+        "not built (or was built before it existed). Rebuild it with `pip install -e .` (or "
+        "scripts/install) from the repository; a C compiler and Python's headers are needed."
+    ) from error
 from .cache import Cache, open_cache
 from .envoy import Envoy
 from .interleaver import Interleaver, Run, StopTrace
@@ -64,8 +73,15 @@ class Deferred:
     namespace: dict[str, Any]
 
 
-class Tracer:
+class Tracer(Guarded):
     """``with model.trace(...) as tracer:``; after the block, ``tracer.result`` is the output.
+
+    ``__enter__`` / ``__exit__`` come from ``Guarded`` (engine/_guard.c): they call ``_enter``
+    / ``_exit`` and then, whatever those raised, ``_close``, again if an interrupt cut it
+    short. So ``_close`` undoes one thing per step, each step safe to repeat, and every piece
+    of state is recorded *before* it takes effect (a hook id before the hook, ``_is_open``
+    before the saved-values list is pushed), so that a step cut anywhere leaves nothing that a
+    repeated ``_close`` cannot find.
 
     Args:
         method: ``"forward"``, or ``"generate"`` for language models.
@@ -89,7 +105,7 @@ class Tracer:
         self.method = method
         self.options = options or {}
         self._result: Any = None
-        self.saved: list[Any] = []
+        self.saved: list[Any] = []  # pushed by open_trace while the block is open
         self._inputs = (args, kwargs) if args or kwargs else None
         self._scan = scan
         self._validate = validate
@@ -104,6 +120,7 @@ class Tracer:
         self._opened_on: greenlet | None = None  # where __enter__ ran (see _open)
         self._invoking = False  # an invoke's body is running: no invoke may open inside it
         self._rerun: rerun.Rerun | None = None  # runs a body with .save() on anything (rerun.py)
+        self._notified = False  # observers heard that this trace closed
 
     # -- inside the block ------------------------------------------------------------------
 
@@ -203,77 +220,72 @@ class Tracer:
 
     # -- the with statement ----------------------------------------------------------------------
 
-    def __enter__(self) -> Tracer:
+    def _enter(self) -> Tracer:
+        """``__enter__`` (see the class docstring): if this raises, ``_close`` follows."""
         if not self._scan:  # a scan needs no weights: a lazy model stays on the meta device
             self.model._ready()
-        frame = sys._getframe(1)
-        here = getcurrent()
+        frame = sys._getframe(1)  # the caller's: Guarded.__enter__ is C, with no frame
+        here = self._opened_on = getcurrent()
         opened_here = _open.get(here)
         if opened_here:
             _refuse_interleaving(self.model, frame, opened_here)
         else:
             opened_here = _open[here] = []
         self._frame = frame
-        self.saved = open_trace()
         self._is_open = True
+        open_trace(self.saved)
         opened_here.append(self)
-        self._opened_on = here
-        try:
-            block = source.block_at(frame)
-            if self._inputs is not None:
-                prepared = self.model._prepare(*self._inputs)
-                if self._validate:
-                    self._unskip = self._defer(prepared, block, frame, "validate=True", self)
-                else:
-                    self._start_inline(prepared, block, frame)
-            if (
-                block is not None
-                and block.saves_anything
-                and self._unskip is None  # not a validated body, already deferred
-                and rerun.wanted(frame, block)
-            ):
-                self._rerun = rerun.Rerun(frame, block, self)  # type: ignore[arg-type]
-            self._block = block
-        except BaseException:
-            self._close()
-            raise
+        block = source.block_at(frame)
+        if self._inputs is not None:
+            prepared = self.model._prepare(*self._inputs)
+            if self._validate:
+                self._unskip = self._defer(prepared, block, frame, "validate=True", self)
+            else:
+                self._start_inline(prepared, block, frame)
+        if (
+            block is not None
+            and block.saves_anything
+            and self._unskip is None  # not a validated body, already deferred
+            and rerun.wanted(frame, block)
+        ):
+            self._rerun = rerun.Rerun(frame, block, self)  # type: ignore[arg-type]
+        self._block = block
         return self
 
-    def __exit__(
+    def _exit(
         self,
         error_type: type[BaseException] | None,
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> bool:
-        try:
-            if self._unskip is not None:
-                self._restore_tracing()
-            if self._rerun is not None:
-                error_type = self._run_rewritten(error_type)
-                if error_type is None:  # the skipped body ran
-                    error_type = frames.SkipBody
-            elif error is not None and (converted := rerun.save_error(error, self._block)):
-                raise converted.with_traceback(traceback) from None
-            if error_type is None or error_type is frames.SkipBody:
-                if self._interleaver is None and not self._pending:
-                    raise InputError(
-                        "this trace got no inputs: pass them to model.trace('prompt') or to "
-                        "tracer.invoke('prompt') blocks inside it."
-                    )
-                self._finish_inline()
-                if self._validate:
-                    self._run_deferred(list(self._pending), scan=True)
-                if self._pending:
-                    self._flush()
-        finally:
-            self._close()
+        """``__exit__`` before the cleanup; ``_close`` follows whatever this raises."""
+        if self._unskip is not None:
+            self._restore_tracing()
+        if self._rerun is not None:
+            error_type = self._run_rewritten(error_type)
+            if error_type is None:  # the skipped body ran
+                error_type = frames.SkipBody
+        elif error is not None and (converted := rerun.save_error(error, self._block)):
+            raise converted.with_traceback(traceback) from None
+        if error_type is None or error_type is frames.SkipBody:
+            if self._interleaver is None and not self._pending:
+                raise InputError(
+                    "this trace got no inputs: pass them to model.trace('prompt') or to "
+                    "tracer.invoke('prompt') blocks inside it."
+                )
+            self._finish_inline()
+            if self._validate:
+                self._run_deferred(list(self._pending), scan=True)
+            if self._pending:
+                self._flush()
         return error_type in (StopTrace, frames.SkipBody)
 
     def _run_rewritten(self, error_type: type[BaseException] | None) -> type[BaseException] | None:
         """Run the body skipped for rerun.py, here in ``__exit__``; what to go on with."""
-        body, self._rerun = self._rerun, None
+        body = self._rerun
         assert body is not None
         body.restore_tracing()
+        self._rerun = None
         if error_type is not frames.SkipBody:  # failed before the body began
             return error_type
         try:
@@ -347,9 +359,9 @@ class Tracer:
         return frames.skip_body(frame, bound, block.body_line)
 
     def _restore_tracing(self) -> None:
-        unskip, self._unskip = self._unskip, None
-        if unskip is not None:
-            unskip()
+        if self._unskip is not None:
+            self._unskip()  # idempotent: forgotten only once it has run
+            self._unskip = None
 
     def _flush(self) -> None:
         """Run the pending bodies inside one batched forward, then bind their names here."""
@@ -446,18 +458,27 @@ class Tracer:
     def _forget(self) -> None:
         here = self._opened_on
         stack = _open.get(here)
-        if stack and self in stack:
-            stack.remove(self)
-            if not stack:
-                del _open[here]
+        if stack is not None:
+            if self in stack:
+                stack.remove(self)
+            if not stack:  # also one left empty by an interrupted _enter
+                _open.pop(here, None)
 
     def _is_own_envoy(self, value: Any) -> bool:
         return isinstance(value, Envoy) and value._root._module is self.model._module
 
     def _close(self) -> None:
-        observers.trace_closed(self)
-        if self._unskip is not None:
-            self._restore_tracing()
+        """Undo all that ``_enter`` / ``_exit`` set up, also after they were cut short.
+
+        Guarded calls this again when an interrupt cuts it short: each step undoes one thing,
+        is safe to repeat, and forgets what it undid only after undoing it. The caller's frame,
+        pending bodies' namespaces and the run are dropped here, so nothing of the forward
+        outlives the block (the frame holds this tracer: a cycle only the collector would end).
+        """
+        if self._is_open and not self._notified:
+            observers.trace_closed(self)
+            self._notified = True
+        self._restore_tracing()
         if self._rerun is not None:
             self._rerun.restore_tracing()
             self._rerun = None
@@ -468,13 +489,18 @@ class Tracer:
         if self._interleaver is not None:
             self._interleaver.abort()
             self._interleaver = None
+        self._pending.clear()
+        self._frame = None
         if self._is_open:
             close_trace(self.saved)
             self._is_open = False
 
 
-class Invoker:
-    """``with tracer.invoke(inputs):`` (see the module docstring for how it runs)."""
+class Invoker(Guarded):
+    """``with tracer.invoke(inputs):`` (see the module docstring for how it runs).
+
+    Guarded (see Tracer) so that the skip of its body is undone whatever interrupts it.
+    """
 
     def __init__(self, tracer: Tracer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.tracer = tracer
@@ -482,8 +508,8 @@ class Invoker:
         self._inline = False
         self._unskip: Callable[[], None] | None = None
 
-    def __enter__(self) -> Invoker:
-        frame = sys._getframe(1)
+    def _enter(self) -> Invoker:
+        frame = sys._getframe(1)  # the caller's: Guarded.__enter__ is C, with no frame
         block = source.block_at(frame)
         tracer = self.tracer
         self._unskip = tracer._defer(self.prepared, block, frame, "invoke", self)
@@ -501,16 +527,14 @@ class Invoker:
             self._inline = tracer._invoking = True
         return self
 
-    def __exit__(
+    def _exit(
         self,
         error_type: type[BaseException] | None,
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> bool:
         tracer = self.tracer
-        if self._unskip is not None:
-            self._unskip()
-            self._unskip = None
+        self._close()
         if error_type is frames.SkipBody:
             return True
         if not self._inline:
@@ -521,6 +545,11 @@ class Invoker:
         elif tracer._interleaver is not None:
             tracer._interleaver.abort()
         return False
+
+    def _close(self) -> None:
+        if self._unskip is not None:
+            self._unskip()  # idempotent: forgotten only once it has run
+            self._unskip = None
 
 
 _open: dict[greenlet, list[Tracer]] = {}  # open with-blocks, by the greenlet that opened them

@@ -8,7 +8,7 @@ ids are derived from the attention mask so a padded prompt computes what it comp
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,9 +54,18 @@ class TextInputs:
 
 
 def tokenize(
-    tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    tokenizer: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    vocab: Callable[[], int | None] | None = None,
 ) -> TokenInputs | TextInputs:
-    """Normalize one invoke's inputs (see the module docstring for what is accepted)."""
+    """Normalize one invoke's inputs (see the module docstring for what is accepted).
+
+    Token ids the user gives are checked against ``vocab()`` (the model's embedding rows) here,
+    before any hook is set: past it, the forward would fail deep inside the embedding with a
+    bare IndexError. Text needs no check (the model's own tokenizer made its ids), so a trace
+    of text pays nothing for it.
+    """
     if len(args) > 1:
         raise InputError(
             f"got {len(args)} positional inputs; give one (e.g. a list of prompts). {_INPUT_HELP}"
@@ -88,6 +97,9 @@ def tokenize(
     else:
         ids, mask = data, extra.pop("attention_mask", None)
     ids = _as_ids(ids)
+    size = vocab() if vocab is not None else None
+    if size is not None:
+        _check_vocab(ids, size)
     if mask is None:
         mask, padded = torch.ones_like(ids), False
     else:
@@ -108,16 +120,20 @@ def _is_str_list(data: Any) -> bool:
 def _as_ids(value: Any, what: str = "input_ids") -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         tensor = value
-    elif isinstance(value, Sequence) and value and all(isinstance(v, int) for v in value):
-        tensor = torch.tensor([list(value)])
-    elif isinstance(value, Sequence) and value and all(isinstance(v, Sequence) for v in value):
-        lengths = {len(v) for v in value}
+    elif isinstance(value, (str, bytes)):
+        raise InputError(
+            f"{what} is the string {value!r}: token ids are integers. Pass text as the prompt "
+            "itself (model.trace('text')), or ids as a list of ints or a tensor."
+        )
+    elif isinstance(value, Sequence) and value:
+        rows = _id_rows(value, what)
+        lengths = {len(row) for row in rows}
         if len(lengths) != 1:
             raise InputError(
                 f"{what} rows have different lengths {sorted(lengths)}; pad them and pass an "
                 "attention_mask, or give each prompt its own tracer.invoke(...)."
             )
-        tensor = torch.tensor([list(v) for v in value])
+        tensor = torch.tensor(rows)
     else:
         raise InputError(f"cannot use a {type(value).__name__} as {what}. {_INPUT_HELP}")
     if tensor.dim() == 1:
@@ -128,6 +144,41 @@ def _as_ids(value: Any, what: str = "input_ids") -> torch.Tensor:
             f"{tensor.dtype} of shape {list(tensor.shape)}."
         )
     return tensor.long()
+
+
+def _id_rows(value: Sequence[Any], what: str) -> list[list[int]]:
+    """A list of ints, or a list of lists of ints, as rows; else an InputError naming the
+    first item that is neither (nested junk would otherwise fail inside torch.tensor)."""
+    flat = not isinstance(value[0], Sequence) or isinstance(value[0], (str, bytes))
+    rows = [value] if flat else value
+    for r, row in enumerate(rows):
+        where = what if flat else f"{what}[{r}]"
+        if isinstance(row, (str, bytes)) or not isinstance(row, Sequence):
+            raise InputError(
+                f"{where} is {row!r} (type {type(row).__name__}): token ids are a list of ints "
+                f"(one prompt) or a list of such lists (a batch). {_INPUT_HELP}"
+            )
+        for c, item in enumerate(row):
+            if not isinstance(item, int) or isinstance(item, bool):
+                raise InputError(
+                    f"{where}[{c}] is {item!r} (type {type(item).__name__}): token ids are "
+                    f"ints, a list of them per prompt. {_INPUT_HELP}"
+                )
+    return [list(row) for row in rows]
+
+
+def _check_vocab(ids: torch.Tensor, vocab: int) -> None:
+    """Every id lies in ``0 .. vocab - 1`` (one reduction: this runs on traces given ids)."""
+    if ids.numel() == 0:
+        return
+    low, high = (int(v) for v in torch.aminmax(ids))
+    if low < 0 or high >= vocab:
+        bad = low if low < 0 else high
+        raise InputError(
+            f"token id {bad} is outside this model's vocabulary: ids must lie in 0..{vocab - 1} "
+            f"(vocab size {vocab}, the rows of its input embedding). Use ids from this model's "
+            "tokenizer (model.tokenizer('text').input_ids), or pass the text itself."
+        )
 
 
 def _as_mask(value: Any) -> torch.Tensor:

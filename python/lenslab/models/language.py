@@ -282,7 +282,7 @@ class LanguageModel(NNsight):
         self.dispatch()
 
     def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TokenInputs | TextInputs:
-        return tokenize(self.tokenizer, args, kwargs)
+        return tokenize(self.tokenizer, args, kwargs, lambda: _vocab_size(self._module))
 
     def _batch(
         self, prepared: list[TokenInputs | TextInputs], method: str, options: dict[str, Any]
@@ -354,6 +354,15 @@ class _Generator(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return ids
+
+
+def _vocab_size(module: nn.Module) -> int | None:
+    """The rows of the model's input embedding (what ids may index), else config.vocab_size."""
+    embedding = module.get_input_embeddings() if hasattr(module, "get_input_embeddings") else None
+    rows = getattr(embedding, "num_embeddings", None)
+    if isinstance(rows, int):
+        return rows
+    return getattr(getattr(module, "config", None), "vocab_size", None)
 
 
 def _max_new_tokens(module: nn.Module, options: dict[str, Any], prompt_length: int) -> int:

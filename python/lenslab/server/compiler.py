@@ -77,21 +77,17 @@ def install() -> None:
         return
     from ..engine import source
 
-    plain_body = source._compile_body
-    plain_index = source._index
-
     def body(statements: list[ast.stmt], filename: str) -> CodeType | None:
         if is_job_file(filename):
             return compile_body(statements, filename)
-        return plain_body(statements, filename)
+        return source.plain_body(statements, filename)
 
     def index(node: ast.expr) -> Any:
         # Indices are evaluated outside any guard: only names, numbers and arithmetic.
         if any(isinstance(n, (ast.Attribute, ast.Call, ast.Subscript)) for n in ast.walk(node)):
             return None
-        return plain_index(node)
+        return source.plain_index(node)
 
-    source._compile_body = body
-    source._index = index
+    source.set_body_compiler(source.BodyCompiler(body=body, index=index))
     sys.addaudithook(_gate)
     _installed = True

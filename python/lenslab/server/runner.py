@@ -65,7 +65,7 @@ def run_job(
             exec(code, namespace)
         finally:
             linecache.cache.pop(filename, None)
-            engine_source._trees.pop(filename, None)  # the engine's parse cache: one per job
+            engine_source.forget_file(filename)  # the engine's parse cache: one per job
         return _reply(twin, document, namespace, opened, printed, max_result)
     except RemoteCodeRejected as rejected:
         reason = explain(rejected, source, filename, line)

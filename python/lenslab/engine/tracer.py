@@ -30,6 +30,7 @@ from torch import nn
 
 from ..errors import EditError, InputError, InvokeError, LensError, LensWarning, TraceStateError
 from . import frames, observers, rerun, source
+from .barrier import Barrier
 from .cache import Cache, open_cache
 from .envoy import Envoy
 from .interleaver import Interleaver, Run, StopTrace
@@ -194,6 +195,10 @@ class Tracer:
             dtype=dtype,
             detach=detach,
         )
+
+    def barrier(self, n: int) -> Barrier:
+        """A barrier that ``n`` invokes' bodies must all reach before any goes on (barrier.py)."""
+        return Barrier(self.model._module, n)
 
     def stop(self) -> None:
         """End the trace here: later modules do not run; values read so far stay."""

@@ -76,7 +76,7 @@ def test_no_invoke_goes_past_the_barrier_before_all_reach_it(model):
     with torch.no_grad(), model.trace() as tracer:
         barrier = tracer.barrier(3)
         with tracer.invoke(A):
-            block.output
+            _ = block.output
             done.append("a before")
             barrier()
             done.append("a after")
@@ -85,7 +85,7 @@ def test_no_invoke_goes_past_the_barrier_before_all_reach_it(model):
             barrier()
             done.append("b after")
         with tracer.invoke(A):
-            block.output
+            _ = block.output
             done.append("c before")
             barrier()
             done.append("c after")
@@ -128,7 +128,7 @@ def test_a_barrier_fewer_invokes_reach_is_an_error_not_a_hang(model):
         with model.trace() as tracer:
             barrier = tracer.barrier(2)
             with tracer.invoke(A):
-                block.output
+                _ = block.output
                 barrier()
             with tracer.invoke(B):
                 block.output.save()

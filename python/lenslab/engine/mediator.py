@@ -27,8 +27,9 @@ from ..errors import (
     OutOfOrderError,
     TraceStateError,
 )
-from .interleaver import Interleaver, Key, end_greenlet
 from . import skipping
+from .interleaver import Interleaver, Key, end_greenlet
+from .registry import open_tracer
 from .saving import OutputTuple
 from .stacks import spawn
 from .values import check_replacement, splice, tensors_in, view
@@ -49,8 +50,6 @@ def mediator_for(envoy: Envoy, kind: str) -> Mediator:
         for mediator in reversed(stack):
             if mediator.interleaver.root is root:
                 return mediator
-    from .tracer import open_tracer  # only on this error path: tracer imports this module
-
     tracer = open_tracer(envoy._root)
     if tracer is not None and tracer._inputs is None and not tracer._pending:
         raise InputError(

@@ -39,7 +39,7 @@ _NO_ATTR = object()
 
 
 class _Entry:
-    __slots__ = ("mediator", "rows", "value", "label")
+    __slots__ = ("label", "mediator", "rows", "value")
 
     def __init__(self, mediator: Mediator, rows: slice | None, value: Any, label: str) -> None:
         self.mediator, self.rows, self.value, self.label = mediator, rows, value, label

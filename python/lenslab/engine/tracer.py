@@ -33,9 +33,10 @@ from . import frames, observers, rerun, source
 from .barrier import Barrier
 from .cache import Cache, open_cache
 from .envoy import Envoy
+from .gradients import close_trace, open_trace
 from .interleaver import Interleaver, Run, StopTrace
 from .mediator import Mediator
-from .saving import close_trace, open_trace
+from .registry import _open
 from .scan import shapes_only
 from .source import Index
 from .steps import StepLoop, Steps
@@ -526,17 +527,6 @@ class Invoker:
         elif tracer._interleaver is not None:
             tracer._interleaver.abort()
         return False
-
-
-_open: dict[greenlet, list[Tracer]] = {}  # open with-blocks, by the greenlet that opened them
-
-
-def open_tracer(model: Traceable) -> Tracer | None:
-    """The innermost trace of ``model`` open on this greenlet, if any."""
-    for tracer in reversed(_open.get(getcurrent(), [])):
-        if tracer.model is model:
-            return tracer
-    return None
 
 
 def _refuse_interleaving(model: Traceable, frame: FrameType, opened: list[Tracer]) -> None:

@@ -13,6 +13,11 @@ the skipping invokes' rows of its output are replaced by their values, which is 
 would have seen alone. Either way, reading a submodule of a module the same invoke skipped is
 a ``SkippedModuleError``: its rows of such values mean nothing.
 
+Shapes: the value must have one row per batch row of the invoke (an ``EditError`` otherwise);
+when the module runs for other rows it must also fit the output it produced. When no row runs
+it there is no output to compare with, so a wrong trailing dimension surfaces in the next
+module that uses it.
+
 A body paused at the module's own input (``x = layer.input; layer.skip(x)``) asks too late for
 the wrapper (the call has already started): the module runs and its output is replaced, which
 gives the same values.

@@ -163,6 +163,25 @@ def smol_edit_lib():
     return [logits]
 
 
+def smol_skip():
+    """Raw: the MLP's forward replaced by hand (an instance ``forward``), so it never runs."""
+    mlp = smol.model.layers[10].mlp
+    mlp.forward = torch.zeros_like
+    try:
+        with torch.inference_mode():
+            return [smol(**encode(PROMPT)).logits]
+    finally:
+        del mlp.forward
+
+
+def smol_skip_lib():
+    layer = smol_lib.model.layers[10]
+    with torch.inference_mode(), smol_lib.trace(PROMPT):
+        layer.mlp.skip(torch.zeros_like(layer.post_attention_layernorm.output))
+        logits = smol_lib.output.logits.save()
+    return [logits]
+
+
 def smol_batch8():
     return raw_forward(smol, encode(PROMPTS), [smol.model.layers[15]])[0]
 
@@ -221,6 +240,7 @@ CASES = {
         "smol_one",
         "smol_all",
         "smol_edit",
+        "smol_skip",
         "smol_batch8",
         "smol_invokes8",
         "smol_generate",

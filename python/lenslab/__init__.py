@@ -6,6 +6,7 @@ Importing lenslab changes nothing in torch or transformers; hooks exist only whi
 from ._lab import register_sidebar as _register_sidebar
 from .engine.saving import save
 from .errors import (
+    BarrierError,
     CacheKeyError,
     DeviceError,
     EditError,
@@ -20,6 +21,7 @@ from .errors import (
     OutOfOrderError,
     RenameError,
     SaveError,
+    SkippedModuleError,
     TraceStateError,
 )
 from .models.language import LanguageModel
@@ -37,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CONFIG",
+    "BarrierError",
     "CacheKeyError",
     "DeviceError",
     "EditError",
@@ -53,6 +56,7 @@ __all__ = [
     "OutOfOrderError",
     "RenameError",
     "SaveError",
+    "SkippedModuleError",
     "TraceStateError",
     "__version__",
     "activation_patching",

@@ -7,6 +7,8 @@
     │   └── InvokeError      (also ValueError) tracer.invoke(...) inside another invoke's body
     ├── OutOfOrderError      an edit of a module the forward has already run past
     ├── ModuleNotCalledError the forward finished without producing the value asked for
+    │   └── SkippedModuleError a submodule of a module this invoke skipped with .skip
+    ├── BarrierError         barrier(n) that fewer than n invokes of the forward reach
     ├── EditError            (also ValueError) a replacement that cannot stand in for the value
     ├── InputError           (also ValueError / TypeError) inputs the model cannot take
     │   └── MissingTokenizerError (also AttributeError) text inputs, but no tokenizer
@@ -50,6 +52,14 @@ class OutOfOrderError(LensError):
 
 class ModuleNotCalledError(LensError):
     """The forward pass ended without producing the requested value."""
+
+
+class SkippedModuleError(ModuleNotCalledError):
+    """A read of a submodule of a module the same invoke skipped with ``.skip``."""
+
+
+class BarrierError(LensError):
+    """``barrier(n)`` that fewer than ``n`` invokes of the forward reach."""
 
 
 class EditError(LensError, ValueError):

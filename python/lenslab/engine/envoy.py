@@ -67,6 +67,10 @@ class Envoy:
     def inputs(self, value: Any) -> None:
         mediator_for(self, "inputs").write(self, "inputs", value)
 
+    def skip(self, value: Any) -> None:
+        """Do not run this module: ``value`` is its output, for this invoke's rows (skipping.py)."""
+        mediator_for(self, "skip").skip(self, value)
+
     def next(self, steps: int = 1) -> Envoy:
         """Move the running body ``steps`` generation steps on: ``layer.next().output``."""
         mediator_for(self, "next()").step += steps

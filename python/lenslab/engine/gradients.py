@@ -21,7 +21,7 @@ import torch
 from greenlet import getcurrent, greenlet
 
 from ..errors import InputError, ModuleNotCalledError, OutOfOrderError
-from . import source
+from . import saving, source
 from .stacks import spawn
 
 _torch_backward = torch.Tensor.backward
@@ -132,8 +132,6 @@ class BackwardBlock:
 
     def __enter__(self) -> BackwardBlock:
         if self._standalone:
-            from .saving import open_trace  # saving imports this module
-
             self._saved = open_trace()
         _blocks.setdefault(self._body, []).append(self)
         if not hasattr(torch.Tensor, "grad") or not isinstance(
@@ -165,8 +163,6 @@ class BackwardBlock:
             if not _blocks and isinstance(torch.Tensor.__dict__.get("grad"), _Grad):
                 del torch.Tensor.grad
             if self._saved is not None:
-                from .saving import close_trace
-
                 close_trace(self._saved)
                 self._saved = None
         return False
@@ -233,3 +229,53 @@ class BackwardBlock:
                 f"{list(old.shape)}."
             )
         current[1] = value
+
+
+# -- what a trace gives traced values while it is open -----------------------------------------
+# Here rather than in saving.py: the ``with loss.backward():`` installed below is this module's,
+# and a standalone backward block opens a trace itself, so imports point one way (this module
+# uses saving.py's ``.save()`` and counters).
+
+_installed: set[type] = set()
+
+
+def _install() -> None:
+    if not _installed:
+        torch.Tensor.backward = saving._WhileTracing(  # type: ignore[method-assign, assignment]
+            "backward", backward, outside_trace, _torch_backward
+        )
+        torch.Tensor.save = saving._SAVE  # type: ignore[attr-defined]
+        _installed.add(torch.Tensor)
+    hf_generic = sys.modules.get("transformers.utils.generic")
+    if hf_generic is not None and hf_generic.ModelOutput not in _installed:
+        hf_generic.ModelOutput.save = saving._SAVE
+        _installed.add(hf_generic.ModelOutput)
+
+
+def open_trace(saved: list[Any] | None = None) -> list[Any]:
+    """A trace starts: traced values get what nnsight code expects of them, a ``.save()``
+    method and ``with loss.backward():``, while any trace is open.
+
+    ``saved`` (a new list if not given, returned) collects this trace's saved values; pass it
+    to ``close_trace``, which may be called even when this was cut short by an interrupt.
+    (Plain functions, not a context manager: this runs on every trace.)
+    """
+    if len(_installed) < 2:  # until transformers' ModelOutput has it too
+        _install()
+    saved = [] if saved is None else saved
+    try:
+        saving._local.saved.append(saved)
+    except AttributeError:
+        saving._local.saved = [saved]
+    saving._open_traces[id(saved)] = saved
+    return saved
+
+
+def close_trace(saved: list[Any]) -> None:
+    """The trace that ``open_trace`` got ``saved`` from has ended (safe to call twice)."""
+    saving._open_traces.pop(id(saved), None)
+    stack: list[list[Any]] = getattr(saving._local, "saved", [])
+    if stack and stack[-1] is saved:
+        stack.pop()
+    elif any(other is saved for other in stack):  # a generator may end one out of order
+        stack[:] = [other for other in stack if other is not saved]

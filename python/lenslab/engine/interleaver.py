@@ -29,6 +29,7 @@ from .stacks import spawn
 
 if TYPE_CHECKING:
     from .mediator import Mediator
+    from .skipping import Skips
 
 Key = tuple[nn.Module, str, int]  # (module, "output" | "input", step; -1 for unstepped)
 KINDS = ("input", "output")
@@ -72,6 +73,8 @@ class Interleaver:
         self.failure: BaseException | None = None
         self.current: Key | None = None  # the value being handed to bodies right now
         self.unattended = False  # no body pauses in this run (passive.py): values are only kept
+        self.skips: Skips | None = None  # set by the first .skip (skipping.py)
+        self.wakeups: list[Callable[[], None]] = []  # run on the forward's side (barrier.py)
         self._run = run.call
         self._hooks: dict[tuple[nn.Module, str], int] = {}
         self._parents: dict[nn.Module, nn.Module | None] | None = None
@@ -177,6 +180,8 @@ class Interleaver:
             with contextlib.suppress(_Abort):
                 self.greenlet.throw(_Abort())
         self._remove_hooks()  # also when the forward never started, or was cut unwinding
+        if self.skips is not None:
+            self.skips.unwrap()
         for mediator in self.mediators:
             mediator.close()
         self.mediators.clear()
@@ -226,6 +231,8 @@ class Interleaver:
         finally:
             self.finished = True
             self._remove_hooks()
+            if self.skips is not None:
+                self.skips.unwrap()
         for mediator in self.mediators:
             if mediator.deferred:  # an inline body waits on no one
                 mediator.forward_finished()
@@ -247,6 +254,11 @@ class Interleaver:
         if key in self._seen:  # called again in the same step: only the first call is traced
             return None
         self._seen.add(key)
+        produced = output
+        if self.skips is not None:  # some invoke skips this module (skipping.py)
+            replaced = self.skips.replace(module, key[2], output)
+            if replaced is not None:
+                output = replaced
         if self.unattended:
             if (module, "output") in self._recorded:
                 self.values[key] = output
@@ -256,7 +268,7 @@ class Interleaver:
         if self._observers:
             for record in self._observers.get((module, "output"), ()):
                 record(key[2], new)
-        return None if new is output else new
+        return None if new is produced else new
 
     def _on_input(self, module: nn.Module, args: Any, kwargs: Any) -> Any:
         if getcurrent() is not self.greenlet:
@@ -289,6 +301,11 @@ class Interleaver:
         if record:
             self.values[key] = value
         return value
+
+    def wake(self) -> None:
+        """Run what bodies queued for the forward's side (a barrier's release)."""
+        while self.wakeups:
+            self.wakeups.pop(0)()
 
     def fail(self, error: BaseException) -> None:
         """A body raised: remember it; the forward unwinds at its next step."""

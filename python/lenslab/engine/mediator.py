@@ -27,7 +27,9 @@ from ..errors import (
     OutOfOrderError,
     TraceStateError,
 )
+from . import skipping
 from .interleaver import Interleaver, Key, end_greenlet
+from .registry import open_tracer
 from .saving import OutputTuple
 from .stacks import spawn
 from .values import check_replacement, splice, tensors_in, view
@@ -48,8 +50,6 @@ def mediator_for(envoy: Envoy, kind: str) -> Mediator:
         for mediator in reversed(stack):
             if mediator.interleaver.root is root:
                 return mediator
-    from .tracer import open_tracer  # only on this error path: tracer imports this module
-
     tracer = open_tracer(envoy._root)
     if tracer is not None and tracer._inputs is None and not tracer._pending:
         raise InputError(
@@ -129,6 +129,8 @@ class Mediator:
             self.greenlet.switch()
             if self.after_switch is not None:
                 self.after_switch()
+            if self.interleaver.wakeups:
+                self.interleaver.wake()
 
     def deliver(self, key: Key, value: Any) -> Any:
         """Hand the body the value it waits for; return the value after its edits."""
@@ -137,6 +139,8 @@ class Mediator:
         self.greenlet.switch()
         if self.after_switch is not None:
             self.after_switch()
+        if self.interleaver.wakeups:
+            self.interleaver.wake()
         return slot.value
 
     def forward_finished(self) -> None:
@@ -218,6 +222,10 @@ class Mediator:
             check_replacement(view(kwargs[name], rows, batch), value, label)
             slot.value = (args, {**kwargs, name: splice(kwargs[name], rows, batch, value)})
 
+    def skip(self, envoy: Envoy, value: Any) -> None:
+        """``envoy.skip(value)``: see skipping.py."""
+        skipping.skip(self, envoy, value)
+
     def _key(self, envoy: Envoy, kind: str) -> Key:
         module = envoy._module
         step = -1 if module in self.interleaver.unstepped else self.step
@@ -236,6 +244,8 @@ class Mediator:
             return slot.value
         if il.unattended and not il.finished:  # a passive body: run it all now (passive.py)
             il.run_here()
+        if il.skips is not None:
+            il.skips.check_read(self, module, key[2], f"{envoy._name}.{kind}")
         if key in il.values and key != il.current:  # already passed (and it was watched)
             value = il.values[key]
             if not (type(value) is torch.Tensor and value.is_inference()):  # the common read

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .source import INDEXED_KINDS, KINDS
+from .kinds import INDEXED_KINDS, KINDS
 
 _BUILTINS = frozenset({"range", "len"})  # neither iterates nor indexes what it is given
 

@@ -17,8 +17,8 @@ import ast
 import copy
 from collections.abc import Iterator
 
+from .kinds import INDEXED_KINDS, KINDS
 from .saving import SAVE_NAME
-from .source import INDEXED_KINDS, KINDS
 
 # What a traced tensor (or model output) turns into that is still a tensor, so has .save().
 _TENSOR_FIELDS = frozenset(

@@ -10,15 +10,10 @@ open in the process (see ``_WhileTracing``); tuples a module returns come back a
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable
 from types import MethodType
 from typing import Any, TypeVar
-
-import torch
-
-from . import gradients
 
 T = TypeVar("T")
 
@@ -106,44 +101,3 @@ class _WhileTracing:
 
 
 _SAVE = _WhileTracing("save", save, None)
-_installed: set[type] = set()
-
-
-def _install() -> None:
-    if not _installed:
-        torch.Tensor.backward = _WhileTracing(  # type: ignore[method-assign, assignment]
-            "backward", gradients.backward, gradients.outside_trace, gradients._torch_backward
-        )
-        torch.Tensor.save = _SAVE  # type: ignore[attr-defined]
-        _installed.add(torch.Tensor)
-    hf_generic = sys.modules.get("transformers.utils.generic")
-    if hf_generic is not None and hf_generic.ModelOutput not in _installed:
-        hf_generic.ModelOutput.save = _SAVE
-        _installed.add(hf_generic.ModelOutput)
-
-
-def open_trace(saved: list[Any]) -> None:
-    """A trace starts: traced values get what nnsight code expects of them, a ``.save()``
-    method and ``with loss.backward():`` (see gradients.py), while any trace is open.
-
-    ``saved`` collects this trace's saved values; pass it to ``close_trace``, which may be
-    called even when this was cut short by an interrupt. (Plain functions, not a context
-    manager: this runs on every trace.)
-    """
-    if len(_installed) < 2:  # until transformers' ModelOutput has it too
-        _install()
-    try:
-        _local.saved.append(saved)
-    except AttributeError:
-        _local.saved = [saved]
-    _open_traces[id(saved)] = saved
-
-
-def close_trace(saved: list[Any]) -> None:
-    """The trace that ``open_trace`` got ``saved`` from has ended (safe to call twice)."""
-    _open_traces.pop(id(saved), None)
-    stack: list[list[Any]] = getattr(_local, "saved", [])
-    if stack and stack[-1] is saved:
-        stack.pop()
-    elif any(other is saved for other in stack):  # a generator may end one out of order
-        stack[:] = [other for other in stack if other is not saved]

@@ -19,17 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from types import CodeType, FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .passive import Passive
-
-KINDS = frozenset({"output", "input", "inputs"})
-# Indexed per-layer values a model wrapper may offer (``model.layers_output[5]``): the chain
-# ends in ``name[index]``; the wrapper's ``_watch_targets`` says which module they read.
-INDEXED_KINDS = frozenset(
-    {"layers_output", "layers_input", "attentions_output", "mlps_output", "attention_probabilities"}
-)
+from .kinds import INDEXED_KINDS, KINDS
+from .passive import Passive, passive
+from .rewrite import rewrite_saves
 
 
 @dataclass(frozen=True)
@@ -145,9 +139,6 @@ def with_statement_at(filename: str, line: int) -> ast.With | None:
 
 
 def _find_block(filename: str, line: int) -> Block | None:
-    from .passive import passive  # it reads this module's names
-    from .rewrite import rewrite_saves  # so does this one
-
     best = with_statement_at(filename, line)
     if best is None:
         return None

@@ -39,11 +39,13 @@ except ImportError as error:  # a checkout built before _guard.c existed, or nev
         "not built (or was built before it existed). Rebuild it with `pip install -e .` (or "
         "scripts/install) from the repository; a C compiler and Python's headers are needed."
     ) from error
+from .barrier import Barrier
 from .cache import Cache, open_cache
 from .envoy import Envoy
+from .gradients import close_trace, open_trace
 from .interleaver import Interleaver, Run, StopTrace
 from .mediator import Mediator
-from .saving import close_trace, open_trace
+from .registry import _open
 from .scan import shapes_only
 from .source import Index
 from .steps import StepLoop, Steps
@@ -211,6 +213,10 @@ class Tracer(Guarded):
             dtype=dtype,
             detach=detach,
         )
+
+    def barrier(self, n: int) -> Barrier:
+        """A barrier that ``n`` invokes' bodies must all reach before any goes on (barrier.py)."""
+        return Barrier(self.model._module, n)
 
     def stop(self) -> None:
         """End the trace here: later modules do not run; values read so far stay."""
@@ -550,17 +556,6 @@ class Invoker(Guarded):
         if self._unskip is not None:
             self._unskip()  # idempotent: forgotten only once it has run
             self._unskip = None
-
-
-_open: dict[greenlet, list[Tracer]] = {}  # open with-blocks, by the greenlet that opened them
-
-
-def open_tracer(model: Traceable) -> Tracer | None:
-    """The innermost trace of ``model`` open on this greenlet, if any."""
-    for tracer in reversed(_open.get(getcurrent(), [])):
-        if tracer.model is model:
-            return tracer
-    return None
 
 
 def _refuse_interleaving(model: Traceable, frame: FrameType, opened: list[Tracer]) -> None:

@@ -19,7 +19,8 @@ from torch import nn
 
 from ..engine.envoy import Envoy
 from ..engine.interleaver import Run
-from ..engine.tracer import Tracer, open_tracer
+from ..engine.registry import open_tracer
+from ..engine.tracer import Tracer
 from ..errors import InputError, RenameError
 from .aliases import Rename, split_rename
 from .inputs import TextInputs, TokenInputs, batch, position_ids, tokenize

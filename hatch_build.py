@@ -2,8 +2,9 @@
 
 ``python/lenslab/engine/_stackfloor.c`` is the bottom frame of the engine's greenlets; its
 header and ``engine/stacks.py`` say why. ``python/lenslab/engine/_guard.c`` gives with-blocks
-a cleanup that no interrupt can skip; its header says why that needs C. setuptools' ``build_ext`` does the compiling, so the
-platform's own compiler and flags are used (gcc or clang; MSVC on Windows).
+a cleanup that no interrupt can skip; its header says why that needs C. setuptools'
+``build_ext`` does the compiling, so the platform's own compiler and flags are used (gcc or
+clang; MSVC on Windows).
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ def test_torch_module_methods_return_the_wrapper_and_act_on_the_module():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a GPU")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_cuda_without_a_gpu_is_a_device_error_and_changes_nothing():
     module = net()
     model = NNsight(module)

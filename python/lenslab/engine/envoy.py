@@ -12,6 +12,7 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..errors import DeviceError, ModulePathError
@@ -253,7 +254,10 @@ class Envoy:
         try:
             getattr(self._module, method)(*args, **kwargs)
         except (AssertionError, RuntimeError) as error:
-            if "CUDA" not in str(error) and "cuda" not in str(error):
+            # The CPU build says "not compiled with CUDA", the CUDA build on a machine without a
+            # GPU "Found no NVIDIA driver": decide by whether torch has a GPU, not by the words.
+            wants_gpu = method == "cuda" or "cuda" in repr((args, kwargs)).lower()
+            if not wants_gpu or torch.cuda.is_available():
                 raise
             shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
             raise DeviceError(

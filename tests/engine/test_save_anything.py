@@ -22,7 +22,7 @@ from lenslab import LensError, NNsight, SaveError
 from lenslab.engine.rewrite import rewrite_saves
 
 from ..conftest import assert_clean, hooked, layers_of
-from .test_robustness import run_pdb
+from .test_robustness import TO_NEXT_LINE, run_pdb
 
 THIS_FILE = __file__
 PROMPT = "The Eiffel Tower is located in the city of"
@@ -225,7 +225,8 @@ print("finished", done, [tuple(k.shape) for k in kept])
 
 
 def test_pdb_stops_at_the_users_lines_in_a_block_with_save_on_a_list(tmp_path):
-    path, output = run_pdb(tmp_path, PDB_SCRIPT, ["p len(kept)", "n", "p len(kept)", "c"])
+    commands = [*TO_NEXT_LINE, "p len(kept)", "n", "p len(kept)", "c"]
+    path, output = run_pdb(tmp_path, PDB_SCRIPT, commands)
     assert f"> {path}(9)<module>()" in output, output  # the line after breakpoint()
     assert "-> kept.append(model[2].output)" in output
     assert f"> {path}(10)<module>()" in output, output  # `n` steps over a read, to the next line

@@ -22,6 +22,7 @@ from lenslab import NNsight
 from lenslab.engine import _stackfloor
 
 from ..conftest import assert_clean
+from .test_stress import under_c_frames
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc backtrace()")
 
@@ -57,13 +58,6 @@ class Chain(nn.Module):
         return self.second(self.first(x))
 
 
-def through_c_calls(depth: int, f):
-    """Call ``f`` under ``depth`` extra C frames (map() calls back into Python from C)."""
-    if depth == 0:
-        return f()
-    return next(map(lambda _: through_c_calls(depth - 1, f), [None]))
-
-
 @linux_only
 def test_a_native_walk_inside_the_forward_ends_at_the_engines_floor():
     net = Chain()
@@ -73,11 +67,14 @@ def test_a_native_walk_inside_the_forward_ends_at_the_engines_floor():
         lambda *_: ends.append(outermost_native_frame())
     )
     try:
-        for depth in (0, 3, 1, 5):  # the worker greenlet is reused from different depths
+
+        def edit() -> None:
             with model.trace(torch.ones(2, 4)):
                 h = model.first.output
                 model.second.output[:] = h.sum()  # an edit: the forward pauses on a greenlet
-            through_c_calls(depth, lambda: None)
+
+        for depth in (0, 3, 1, 5):  # the worker greenlet is reused from different depths
+            under_c_frames(depth, edit)
     finally:
         handle.remove()
     assert len(ends) == 4

@@ -205,3 +205,39 @@ def test_explicit_device_map_dispatched(path, tmp_path, smollm2):
     expected, captured = run(smollm2._model, ids(smollm2), (1,))
     assert torch.equal(hidden, captured[1])
     assert torch.equal(logits, expected)
+
+
+def test_reading_an_offloaded_weight_gives_the_real_tensor(offloaded, smollm2):
+    """Its module holds ``meta``; the user's read comes from the offload, ready to compute with."""
+    assert offloaded.model.layers[20]._module.mlp.up_proj.weight.device.type == "meta"
+    weight = offloaded.model.layers[20].mlp.up_proj.weight
+    assert weight.device == offloaded.device
+    assert torch.equal(weight, smollm2._model.model.layers[20].mlp.up_proj.weight)
+    direction = offloaded.model.layers[25].mlp.down_proj.weight[:, 7]
+    with offloaded.trace(PROMPT):
+        offloaded.model.layers[6].output.add_(direction)
+        logits = offloaded.output.logits.save()
+    steer = smollm2._model.model.layers[25].mlp.down_proj.weight[:, 7].detach()
+    expected, _ = run(smollm2._model, ids(smollm2), (6,), {6: lambda out: out + steer})
+    assert torch.equal(logits, expected)
+    assert offloaded.model.layers[20]._module.mlp.up_proj.weight.device.type == "meta"
+
+
+def test_skip_an_offloaded_layer(offloaded, smollm2):
+    """The skipped layer's weights are never loaded, and later layers see the given value."""
+    with offloaded.trace(PROMPT):
+        before = offloaded.model.layers[14].output
+        offloaded.model.layers[15].skip(before)
+        skipped = offloaded.model.layers[15].output.save()
+        logits = offloaded.output.logits.save()
+    layers = smollm2._model.model.layers
+    handle = layers[15].register_forward_hook(lambda m, args, out: args[0])
+    try:
+        with torch.no_grad():
+            expected = smollm2._model(ids(smollm2)).logits
+    finally:
+        handle.remove()
+    _, captured = run(smollm2._model, ids(smollm2), (14,))
+    assert torch.equal(skipped, captured[14])
+    assert torch.equal(logits, expected)
+    assert_clean(offloaded._model)

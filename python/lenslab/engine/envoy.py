@@ -18,6 +18,7 @@ from torch import nn
 from ..errors import DeviceError, ModulePathError
 from .hooked import hooked_call
 from .mediator import mediator_for
+from .offload import offloaded_value
 
 _SEQUENCES = (nn.ModuleList, nn.Sequential)
 
@@ -102,9 +103,10 @@ class Envoy:
             self.__dict__[name] = aliased
             return aliased
         try:
-            return getattr(module, name)
+            value = getattr(module, name)
         except AttributeError:
             raise ModulePathError(self._missing_child(name)) from None
+        return offloaded_value(module, name, value)
 
     def __getitem__(self, key: int | str | slice) -> Any:
         if type(key) is int and key in self._by_index:

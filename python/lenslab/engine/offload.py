@@ -1,4 +1,4 @@
-"""Scans on accelerate-offloaded models: stand-in weights instead of reads from the offload.
+"""Accelerate-offloaded models: real weights for the user's reads, stand-ins for scans.
 
 accelerate's ``AlignDevicesHook`` keeps an offloaded module's weights on ``meta`` and, before
 each forward, copies them in from its ``weights_map`` (CPU tensors, or safetensors files on
@@ -8,6 +8,11 @@ it would cost a full read of the weights for a run that only wants shapes. So du
 each offloading hook stops offloading and its module gets fake weights of the right shape on
 the hook's execution device; the scan puts the module's tensors back afterwards, and this
 puts the hooks back.
+
+Outside its own forward an offloaded module's weights are ``meta`` tensors: torch ops with them
+raise, or, in place (``h.add_(w)``), silently do nothing. So a weight the user reads through an
+envoy (``model.layers[20].mlp.up_proj.weight``) is read from the offload instead, on the
+device the module computes on.
 """
 
 from __future__ import annotations
@@ -22,13 +27,7 @@ from torch import nn
 
 def offloading_hooks(model: nn.Module) -> list[tuple[nn.Module, Any]]:
     """Each module with an offloading accelerate hook, with that hook; empty for others."""
-    found = []
-    for module in model.modules():
-        hook = getattr(module, "_hf_hook", None)
-        for part in getattr(hook, "hooks", None) or (hook,):  # SequentialHook holds several
-            if getattr(part, "offload", False) and getattr(part, "weights_map", None) is not None:
-                found.append((module, part))
-    return found
+    return [found for module in model.modules() for found in offloading_hooks_of(module)]
 
 
 @contextmanager
@@ -58,3 +57,25 @@ def _offloaded_tensors(module: nn.Module, hook: Any) -> list[tuple[str, torch.Te
     if hook.offload_buffers:
         tensors += list(module.named_buffers(recurse=hook.place_submodules))
     return tensors
+
+
+def offloaded_value(module: nn.Module, name: str, value: Any) -> Any:
+    """``value`` (``module.<name>``), or, when the offload holds it as ``meta``, the real tensor."""
+    if not isinstance(value, torch.Tensor) or value.device.type != "meta":
+        return value
+    for owner, hook in offloading_hooks_of(module):
+        if owner is module and name in hook.weights_map:
+            stored = hook.weights_map[name]
+            return stored.to(device=hook.execution_device, dtype=value.dtype)
+    return value
+
+
+def offloading_hooks_of(module: nn.Module) -> list[tuple[nn.Module, Any]]:
+    """The offloading accelerate hooks attached to ``module`` itself (not its submodules)."""
+    hook = getattr(module, "_hf_hook", None)
+    parts = getattr(hook, "hooks", None) or (hook,)  # SequentialHook holds several
+    return [
+        (module, part)
+        for part in parts
+        if getattr(part, "offload", False) and getattr(part, "weights_map", None) is not None
+    ]

@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING, Any
 from greenlet import getcurrent
 from torch import nn
 
-from ..errors import ModulePathError, OutOfOrderError, SourceUnavailableError, TraceStateError
+from ..errors import (
+    ModuleNotCalledError,
+    ModulePathError,
+    OutOfOrderError,
+    SourceUnavailableError,
+    TraceStateError,
+)
 from . import callsites
 from .mediator import mediator_for
 
@@ -262,6 +268,10 @@ class SourceView:
         found = self._operations[name] = Operation(site, f"{self._label}.{name}", self._root)
         return found
 
+    def __getitem__(self, name: str) -> Operation:
+        """``source["self_c_proj_0"]``: the same as the attribute, for names held in a variable."""
+        return self.__getattr__(name)
+
     def __dir__(self) -> list[str]:
         return [*super().__dir__(), *self._scope.by_name]
 
@@ -334,14 +344,32 @@ class Operation:
         site = self._module
         label = f"{self._name}.source"
         mediator = mediator_for(self, "source")  # type: ignore[arg-type]
-        mediator._value(self, "inputs")  # type: ignore[arg-type]  # wait for the call to start
+        late = (
+            f"A recursive .source must be reached before the call runs: move this line above "
+            f"the reads of anything after {self._name}."
+        )
         interleaver = mediator.interleaver
+        done = mediator._key(self, "output")  # type: ignore[arg-type]
+        slot = mediator.slot
+        if done in interleaver.values or (slot is not None and slot.key == done):
+            raise OutOfOrderError(
+                f"cannot open {label}: the forward pass already ran past {self._name} (it is "
+                f"at {mediator._last_label}). {late}"
+            )
+        try:
+            mediator._value(self, "inputs")  # type: ignore[arg-type]  # wait for the call
+        except ModuleNotCalledError as error:
+            raise ModuleNotCalledError(
+                f"cannot open {label}: the forward pass did not call {self._name} after "
+                f"{mediator._last_label}. {late}"
+                if mediator._last_label is not None
+                else f"cannot open {label}: {error}"
+            ) from None
         slot = mediator.slot
         if slot is None or slot.key[0] is not site or slot.key[1] != "input":
             raise OutOfOrderError(
                 f"cannot open {label}: the forward pass already ran past {self._name} (it is "
-                f"at {mediator._last_label}). A recursive .source must be reached before the "
-                "call runs: move this line above the reads of anything after it."
+                f"at {mediator._last_label}). {late}"
             )
         fn = site.calling.get(interleaver)
         if isinstance(fn, nn.Module):

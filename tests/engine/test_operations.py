@@ -506,3 +506,55 @@ def test_recursive_source_of_a_module_call_points_to_the_modules_own_source(gpt2
         attn.source.attention_interface_0.source  # noqa: B018
     assert "forward" not in attn._module.__dict__
     assert_clean(gpt2._model)
+
+
+# -- .skip of a call site ----------------------------------------------------------------------
+
+
+@torch.no_grad()
+def test_skipping_a_call_does_not_make_it_and_uses_the_value(gpt2):
+    attn = gpt2.transformer.h[0].attn
+    proj = attn._module.c_proj
+    calls = []
+    counter = proj.register_forward_pre_hook(lambda m, a: calls.append(1))
+    try:
+        with gpt2.trace(PROMPT):
+            x = attn.source.self_c_proj_0.input
+            attn.source.self_c_proj_0.skip(x * 3)
+            out = attn.output[0].save()
+            logits = gpt2.output.logits.save()
+    finally:
+        counter.remove()
+    assert calls == []  # the call was never made
+    assert torch.equal(out, x * 3)  # resid_dropout is the identity in eval mode
+    replaced = proj.register_forward_hook(lambda m, a, o: a[0] * 3)
+    try:
+        want = gpt2._model(**encode(gpt2)).logits
+    finally:
+        replaced.remove()
+    assert torch.equal(logits, want)
+
+
+@torch.no_grad()
+def test_one_invoke_skips_a_call_the_other_still_gets_it(gpt2):
+    attn = gpt2.transformer.h[0].attn
+    prompts = ["The cat sat on the", "Hello there, how are"]
+    with hooked({"c": attn._module.c_proj}) as truth:
+        gpt2._model(**gpt2.tokenizer(prompts, return_tensors="pt"))
+    with gpt2.trace() as tracer:
+        with tracer.invoke(prompts[0]):
+            x = attn.source.self_c_proj_0.input
+            attn.source.self_c_proj_0.skip(torch.zeros_like(x))
+            skipped = attn.source.self_c_proj_0.output.save()
+        with tracer.invoke(prompts[1]):
+            kept = attn.source.self_c_proj_0.output.save()
+    assert torch.equal(skipped, torch.zeros_like(skipped))
+    assert torch.equal(kept, truth["c"][1:])
+
+
+def test_a_late_skip_of_a_call_raises(gpt2):
+    attn = gpt2.transformer.h[0].attn
+    with pytest.raises(OutOfOrderError, match="cannot skip"), gpt2.trace(PROMPT):
+        out = attn.source.self_c_proj_0.output
+        attn.source.self_c_proj_0.skip(out)
+    assert "forward" not in attn._module.__dict__

@@ -28,6 +28,7 @@ import weakref
 from types import CodeType, FunctionType, MethodType
 from typing import TYPE_CHECKING, Any
 
+import torch
 from greenlet import getcurrent
 from torch import nn
 
@@ -40,12 +41,14 @@ from ..errors import (
 )
 from . import callsites
 from .mediator import mediator_for
+from .values import check_replacement, splice, view
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .envoy import Envoy
     from .interleaver import Interleaver
+    from .mediator import Mediator
 
 _lock = threading.Lock()  # attach / detach, and so the forward installs, across threads
 _MISSING = object()
@@ -133,6 +136,7 @@ class CallSite:
         self.calling: dict[Interleaver, Any] = {}  # the function being called, per trace
         self.pending: dict[Interleaver, Any] = {}  # a rewritten twin to call instead, once
         self.nested: dict[CodeType, Scope] = {}  # recursive .source, per called function
+        self.skips: dict[Interleaver, list[_Skip]] = {}  # for this call only, then dropped
 
     def __repr__(self) -> str:
         return f"<call site {self.name} of {self.scope.rewritten.qualname}>"
@@ -165,6 +169,7 @@ class CallSite:
                 del self.watchers[interleaver]
                 self.pending.pop(interleaver, None)
                 self.calling.pop(interleaver, None)
+                self.skips.pop(interleaver, None)
                 self.scope.drop_user(interleaver)
 
     def intercept(self, interleaver: Interleaver, fn: Any) -> Any:
@@ -180,9 +185,13 @@ class CallSite:
                     if new is not None:
                         args, kwargs = new
                 actual = self.pending.pop(interleaver, None) or fn
+                skipped = self.skips.pop(interleaver, None)
             finally:
                 self.calling.pop(interleaver, None)
-            value = actual(*args, **kwargs)
+            if skipped:
+                value = _skipped(skipped, interleaver.batch, actual, args, kwargs)
+            else:
+                value = actual(*args, **kwargs)
             if "output" in self.watchers.get(interleaver, ()):
                 new = interleaver.point_output(self, value)
                 if new is not None:
@@ -198,6 +207,28 @@ class CallSite:
         if scope is None:
             scope = self.nested[raw.__code__] = Scope(callsites.rewrite(raw), raw, self)
         return scope
+
+
+_Skip = tuple[slice | None, Any, str]  # (an invoke's rows, its value, the user's label)
+
+
+def _skipped(entries: list[_Skip], batch: int, fn: Any, args: Any, kwargs: Any) -> Any:
+    """The call's result with the skipping invokes' values; the call runs only if some rows
+    are not skipped (or the values cannot be joined into one batch)."""
+    for rows, value, _ in reversed(entries):
+        if rows is None:
+            return value
+    ordered = sorted(entries, key=lambda entry: entry[0].start)  # type: ignore[union-attr]
+    covered = [range(batch)[rows] for rows, _, _ in ordered]  # type: ignore[index]
+    joined = [i for part in covered for i in part] == list(range(batch))
+    values = [value for _, value, _ in ordered]
+    if joined and all(isinstance(v, torch.Tensor) for v in values):
+        return values[0] if len(values) == 1 else torch.cat(values)
+    result = fn(*args, **kwargs)
+    for rows, value, label in entries:
+        check_replacement(view(result, rows, batch), value, label)
+        result = splice(result, rows, batch, value)
+    return result
 
 
 _module_scopes: weakref.WeakKeyDictionary[nn.Module, Scope] = weakref.WeakKeyDictionary()
@@ -344,33 +375,8 @@ class Operation:
         site = self._module
         label = f"{self._name}.source"
         mediator = mediator_for(self, "source")  # type: ignore[arg-type]
-        late = (
-            f"A recursive .source must be reached before the call runs: move this line above "
-            f"the reads of anything after {self._name}."
-        )
+        self._reach_call(mediator, f"cannot open {label}", "A recursive .source")
         interleaver = mediator.interleaver
-        done = mediator._key(self, "output")  # type: ignore[arg-type]
-        slot = mediator.slot
-        if done in interleaver.values or (slot is not None and slot.key == done):
-            raise OutOfOrderError(
-                f"cannot open {label}: the forward pass already ran past {self._name} (it is "
-                f"at {mediator._last_label}). {late}"
-            )
-        try:
-            mediator._value(self, "inputs")  # type: ignore[arg-type]  # wait for the call
-        except ModuleNotCalledError as error:
-            raise ModuleNotCalledError(
-                f"cannot open {label}: the forward pass did not call {self._name} after "
-                f"{mediator._last_label}. {late}"
-                if mediator._last_label is not None
-                else f"cannot open {label}: {error}"
-            ) from None
-        slot = mediator.slot
-        if slot is None or slot.key[0] is not site or slot.key[1] != "input":
-            raise OutOfOrderError(
-                f"cannot open {label}: the forward pass already ran past {self._name} (it is "
-                f"at {mediator._last_label}). {late}"
-            )
         fn = site.calling.get(interleaver)
         if isinstance(fn, nn.Module):
             raise TraceStateError(
@@ -394,6 +400,48 @@ class Operation:
         if view is None or view._scope is not scope:
             view = self._source = SourceView(scope, label, self._root)
         return view
+
+    def skip(self, value: Any) -> None:
+        """Do not make this call: ``value`` is its result, for this invoke's rows.
+
+        When other invokes' rows still need the call, it runs and these rows of its result are
+        replaced (what each invoke would have seen alone). Must come before the call runs.
+        """
+        mediator = mediator_for(self, "skip")  # type: ignore[arg-type]
+        self._reach_call(mediator, f"cannot skip {self._name}", "A .skip")
+        site, rows = self._module, mediator.rows
+        label = f"{self._name}.skip(...)"
+        site.skips.setdefault(mediator.interleaver, []).append((rows, value, label))
+
+    def _reach_call(self, mediator: Mediator, what: str, kind: str) -> None:
+        """Wait until the forward is about to make this call (its arguments are known)."""
+        late = (
+            f"{kind} must be reached before the call runs: move this line above the reads of "
+            f"anything after {self._name}."
+        )
+        interleaver = mediator.interleaver
+        done = mediator._key(self, "output")  # type: ignore[arg-type]
+        slot = mediator.slot
+        if done in interleaver.values or (slot is not None and slot.key == done):
+            raise OutOfOrderError(
+                f"{what}: the forward pass already ran past {self._name} (it is at "
+                f"{mediator._last_label}). {late}"
+            )
+        try:
+            mediator._value(self, "inputs")  # type: ignore[arg-type]
+        except ModuleNotCalledError as error:
+            raise ModuleNotCalledError(
+                f"{what}: the forward pass did not call {self._name} after "
+                f"{mediator._last_label}. {late}"
+                if mediator._last_label is not None
+                else f"{what}: {error}"
+            ) from None
+        slot = mediator.slot
+        if slot is None or slot.key[0] is not self._module or slot.key[1] != "input":
+            raise OutOfOrderError(
+                f"{what}: the forward pass already ran past {self._name} (it is at "
+                f"{mediator._last_label}). {late}"
+            )
 
     def __repr__(self) -> str:
         scope = self._module.scope

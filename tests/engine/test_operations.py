@@ -558,3 +558,41 @@ def test_a_late_skip_of_a_call_raises(gpt2):
         out = attn.source.self_c_proj_0.output
         attn.source.self_c_proj_0.skip(out)
     assert "forward" not in attn._module.__dict__
+
+
+@torch.no_grad()
+def test_recursive_source_at_every_generation_step(gpt2):
+    attn = gpt2.transformer.h[0].attn
+    calls = []
+    handle = attn._module.c_proj.register_forward_pre_hook(lambda m, a: calls.append(a[0]))
+    try:
+        gpt2._model.generate(**encode(gpt2), max_new_tokens=3, do_sample=False)
+    finally:
+        handle.remove()
+    with gpt2.generate(PROMPT, max_new_tokens=3, do_sample=False) as tracer:
+        seen = [].save()
+        for _ in tracer.iter[:]:
+            inner = attn.source.attention_interface_0.source
+            seen.append(inner.torch_nn_functional_scaled_dot_product_attention_0.output)
+    assert len(seen) == 3
+    for fused, before_projection in zip(seen, calls):
+        assert torch.equal(fused.transpose(1, 2).flatten(2), before_projection)
+    assert_clean(gpt2._model)
+
+
+@torch.no_grad()
+def test_a_module_behind_accelerates_hook_gets_its_forward_back(tokenizer):
+    from accelerate.hooks import ModelHook, add_hook_to_module
+
+    model = make_tiny("gpt2", tokenizer, seed=2)
+    module = model._model.transformer.h[0].attn
+    add_hook_to_module(module, ModelHook())
+    wrapper, old = module.__dict__["forward"], module.__dict__["_old_forward"]
+    with hooked({"c": module.c_proj}) as truth:
+        model._model(**encode(model))
+    with model.trace(PROMPT):
+        read = model.transformer.h[0].attn.source.self_c_proj_0.output.save()
+        assert module.__dict__["forward"] is wrapper  # accelerate's own wrapper stays
+        assert module.__dict__["_old_forward"] is not old
+    assert torch.equal(read, truth["c"])
+    assert module.__dict__["forward"] is wrapper and module.__dict__["_old_forward"] is old

@@ -295,6 +295,8 @@ class SourceView:
             return found
         site = self._scope.by_name.get(name)
         if site is None:
+            if name.startswith("_"):  # a probe (IPython's _repr_html_...), not a call site
+                raise AttributeError(name)
             raise ModulePathError(self._missing(name))
         found = self._operations[name] = Operation(site, f"{self._label}.{name}", self._root)
         return found

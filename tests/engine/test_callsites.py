@@ -60,6 +60,15 @@ def test_names_follow_nnsight_inner_calls_first_with_a_counter_per_name():
     ]
 
 
+def test_calls_in_the_signature_count_after_the_def_line_only():
+    def f(self, x=torch.zeros(1),  # noqa: B008
+          y=torch.ones(1)) -> torch.Size([1]):  # noqa: B008  # fmt: skip
+        return torch.add(x, y)
+
+    assert names(f) == ["torch_ones_0", "torch_add_0", "torch_Size_0"]
+    assert callsites.rewrite(f).factory  # the twin compiles, defaults and all
+
+
 def test_a_transformers_attention_has_nnsights_names():
     from transformers.integrations import sdpa_attention
     from transformers.models.gpt2 import modeling_gpt2

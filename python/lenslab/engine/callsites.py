@@ -119,8 +119,13 @@ def _rewrite(raw: FunctionType) -> Rewritten:
                 if getattr(node, "end_col_offset", None) is not None:
                     node.end_col_offset += indent
     function.decorator_list = []
-    namer = _SiteNamer(_first_arg(function))
+    # In nnsight's order: the signature's calls after the ``def`` line (defaults, evaluated
+    # once, when the twin is made), the body, then the return annotation.
+    namer = _SiteNamer(_first_arg(function), function.lineno)
+    function.args = namer.visit(function.args)
     function.body = [namer.visit(stmt) for stmt in function.body]
+    if function.returns is not None:
+        function.returns = namer.visit(function.returns)
     freevars = raw.__code__.co_freevars
     params = ", ".join((SCOPE, *freevars))
     factory = ast.parse(f"def {_FACTORY}({params}):\n    pass").body[0]
@@ -156,13 +161,16 @@ def _first_arg(function: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
 class _SiteNamer(ast.NodeTransformer):
     """Names each call (children first, as nnsight counts them) and routes it through SCOPE."""
 
-    def __init__(self, first_arg: str | None) -> None:
+    def __init__(self, first_arg: str | None, def_line: int) -> None:
         self.sites: list[Site] = []
         self._counts: dict[str, int] = {}
         self._first_arg = first_arg
+        self._def_line = def_line
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
         self.generic_visit(node)
+        if node.lineno <= self._def_line:  # on the def line: nnsight leaves those out
+            return node
         base = _called_name(node.func)
         count = self._counts.get(base, 0)
         self._counts[base] = count + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import traceback
 from pathlib import Path
 
@@ -127,3 +128,45 @@ def test_the_cache_holds_one_rewrite_per_function():
     Toy = make_offset(0.0)
     assert callsites.rewrite(Toy.forward) is callsites.rewrite(Toy().forward)
     assert callsites.rewrite(make_offset(1.0).forward) is callsites.rewrite(Toy.forward)
+
+
+def rename_kwarg(old, new):
+    """Like transformers' deprecate_kwarg: the forward still takes the old name."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            if old in kwargs:
+                kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return inner
+
+    return decorate
+
+
+def only_in_a_class(fn):
+    """Like transformers' auto_docstring, which fails on a function outside its class."""
+    if not fn.__qualname__.startswith("Renamed."):
+        raise RuntimeError("not a method of Renamed")
+    return fn
+
+
+class Renamed(nn.Module):
+    @only_in_a_class
+    @rename_kwarg("old_scale", "scale")
+    def forward(self, x, scale=1.0):
+        return torch.relu(x) * scale
+
+
+@torch.no_grad()
+def test_decorators_apply_to_the_twin_and_one_that_fails_there_is_left_off():
+    module = Renamed()
+    model = NNsight(module)
+    x = torch.randn(2, 3)
+    with model.trace(x, old_scale=3.0):
+        inner = model.source.torch_relu_0.output.save()
+        out = model.output.save()
+    assert torch.equal(out, module(x, old_scale=3.0))
+    assert torch.equal(inner, torch.relu(x))
+    assert "forward" not in module.__dict__

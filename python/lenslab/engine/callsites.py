@@ -12,8 +12,10 @@ The rewritten function is the original with each call ``f(a, k=b)`` turned into
 ``scope.call(i, f)(a, k=b)``: evaluation order is unchanged, and ``scope.call`` hands back
 ``f`` itself unless a trace on this greenlet asked for site ``i``. It is compiled with the
 original's file name and line numbers, so tracebacks point at the model's own source.
-Decorators are dropped (as nnsight does): several of transformers' fail outside their class,
-and a rewritten function is called directly by lenslab, never through them.
+Decorators are applied to the twin again, since some carry behaviour (transformers'
+``deprecate_kwarg`` renames arguments, ``capture_outputs`` collects hidden states); one that
+fails on a function outside its class (``auto_docstring``) is left off, as nnsight leaves
+them all off.
 
 This module knows nothing of traces: it is pure ``ast`` work, cached per code object.
 """
@@ -24,6 +26,7 @@ import ast
 import inspect
 import textwrap
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import CodeType, FunctionType
@@ -57,11 +60,20 @@ class Rewritten:
     sites: tuple[Site, ...]
     freevars: tuple[str, ...]  # closure names of the original, passed to the factory
     factory: Callable[..., FunctionType]  # factory(scope, *closure values) -> the function
+    decorators: tuple[Callable[[Any], Any], ...] = ()  # the original's, innermost last
 
-    def build(self, scope: Any, original: FunctionType) -> FunctionType:
+    def build(self, scope: Any, original: FunctionType) -> Callable[..., Any]:
         """The rewritten function, calling ``scope.call`` at each site; globals are shared."""
         cells = original.__closure__ or ()
-        return self.factory(scope, *(cell.cell_contents for cell in cells))
+        function: Callable[..., Any] = self.factory(scope, *(c.cell_contents for c in cells))
+        for decorator in reversed(self.decorators):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    function = decorator(function)
+            except Exception:  # e.g. auto_docstring: it looks for a class the twin is not in
+                continue
+        return function
 
 
 _cache: dict[CodeType, Rewritten] = {}
@@ -118,6 +130,7 @@ def _rewrite(raw: FunctionType) -> Rewritten:
                 node.col_offset += indent
                 if getattr(node, "end_col_offset", None) is not None:
                     node.end_col_offset += indent
+    decorators = tuple(_evaluated(node, raw) for node in function.decorator_list)
     function.decorator_list = []
     # In nnsight's order: the signature's calls after the ``def`` line (defaults, evaluated
     # once, when the twin is made), the body, then the return annotation.
@@ -150,7 +163,19 @@ def _rewrite(raw: FunctionType) -> Rewritten:
         sites=tuple(namer.sites),
         freevars=freevars,
         factory=maker,
+        decorators=tuple(d for d in decorators if d is not None),
     )
+
+
+def _evaluated(node: ast.expr, raw: FunctionType) -> Callable[[Any], Any] | None:
+    """A decorator expression's value, in the function's module; None if it cannot be had
+    there (it named something of the class body)."""
+    try:
+        code = compile(ast.Expression(body=node), raw.__code__.co_filename, "eval")
+        value = eval(code, raw.__globals__)
+    except Exception:
+        return None
+    return value if callable(value) else None
 
 
 def _first_arg(function: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:

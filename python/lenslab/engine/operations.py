@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from .mediator import Mediator
 
 _lock = threading.Lock()  # attach / detach, and so the forward installs, across threads
+_building = threading.Lock()  # making a scope (a module's, or a called function's)
 _MISSING = object()
 
 
@@ -205,7 +206,11 @@ class CallSite:
         raw = callsites.raw_function(fn)
         scope = self.nested.get(raw.__code__)
         if scope is None:
-            scope = self.nested[raw.__code__] = Scope(callsites.rewrite(raw), raw, self)
+            with _building:
+                scope = self.nested.get(raw.__code__)
+                if scope is None:
+                    scope = Scope(callsites.rewrite(raw), raw, self)
+                    self.nested[raw.__code__] = scope
         return scope
 
 
@@ -238,9 +243,11 @@ def module_scope(module: nn.Module) -> Scope:
     """The rewritten forward of ``module`` (built on first use; raises short errors)."""
     scope = _module_scopes.get(module)
     if scope is None:
-        forward = _true_forward(module)
-        raw = callsites.raw_function(forward)
-        scope = _module_scopes[module] = Scope(callsites.rewrite(raw), raw, module)
+        with _building:  # one scope per module: two would each install their own forward
+            scope = _module_scopes.get(module)
+            if scope is None:
+                raw = callsites.raw_function(_true_forward(module))
+                scope = _module_scopes[module] = Scope(callsites.rewrite(raw), raw, module)
     return scope
 
 

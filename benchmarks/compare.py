@@ -28,6 +28,7 @@ CASES = {  # name: (description, reps per round)
     "smol_all": ("SmolLM2, save all 30 layers", 25),
     "smol_edit": ("SmolLM2, in-place edit of an MLP output", 25),
     "smol_skip": ("SmolLM2, .skip one MLP (zeros)", 25),
+    "smol_source": ("SmolLM2, read one call inside attention (.source)", 25),
     "smol_batch8": ("SmolLM2, batch of 8 prompts", 16),
     "smol_invokes8": ("SmolLM2, 8 invokes in one trace", 16),
     "smol_generate": ("SmolLM2, 20 greedy tokens, steering every step", 4),

@@ -182,6 +182,26 @@ def smol_skip_lib():
     return [logits]
 
 
+def smol_source():
+    """Raw: the attention's mix of values before its projection, caught at o_proj's input."""
+    kept: list = []
+    projection = smol.model.layers[10].self_attn.o_proj
+    handle = projection.register_forward_pre_hook(lambda m, args: kept.append(args[0]))
+    try:
+        with torch.inference_mode():
+            smol(**encode(PROMPT))
+    finally:
+        handle.remove()
+    return kept
+
+
+def smol_source_lib():
+    attn = smol_lib.model.layers[10].self_attn
+    with torch.inference_mode(), smol_lib.trace(PROMPT):
+        mixed = attn.source.attention_interface_0.output[0].save()
+    return [mixed.flatten(2)]  # (batch, seq, heads, head_dim), as o_proj takes it
+
+
 def smol_batch8():
     return raw_forward(smol, encode(PROMPTS), [smol.model.layers[15]])[0]
 
@@ -241,6 +261,7 @@ CASES = {
         "smol_all",
         "smol_edit",
         "smol_skip",
+        "smol_source",
         "smol_batch8",
         "smol_invokes8",
         "smol_generate",

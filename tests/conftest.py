@@ -58,11 +58,24 @@ def _tiny_config(kind: str, vocab: int) -> Any:
             num_key_value_heads=2,
             **common,
         )
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, **common)
+    if kind == "qwen2":
+        return tf.Qwen2Config(num_key_value_heads=2, **small)
+    if kind == "gemma":
+        return tf.GemmaConfig(num_key_value_heads=2, head_dim=8, **small)
+    if kind == "gpt_neox":
+        return tf.GPTNeoXConfig(**small)
     raise ValueError(kind)
 
 
-def make_tiny(kind: str, tokenizer: Any = None, seed: int = 0):
-    """A tiny random causal LM of ``kind`` wrapped in LanguageModel, sharing SmolLM2's vocab."""
+TINY_KINDS = ("gpt2", "llama", "mistral", "qwen2", "gemma", "gpt_neox")
+
+
+def make_tiny(kind: str, tokenizer: Any = None, seed: int = 0, attention: str | None = None):
+    """A tiny random causal LM of ``kind`` wrapped in LanguageModel, sharing SmolLM2's vocab.
+
+    ``attention``: transformers' attention implementation (e.g. "eager"); its default if None.
+    """
     import transformers as tf
 
     from lenslab import LanguageModel
@@ -70,7 +83,8 @@ def make_tiny(kind: str, tokenizer: Any = None, seed: int = 0):
     torch.manual_seed(seed)
     vocab = len(tokenizer) if tokenizer is not None else 128
     config = _tiny_config(kind, vocab)
-    hf = tf.AutoModelForCausalLM.from_config(config).eval()
+    options = {"attn_implementation": attention} if attention else {}
+    hf = tf.AutoModelForCausalLM.from_config(config, **options).eval()
     return LanguageModel(hf, tokenizer=tokenizer)
 
 
@@ -101,8 +115,9 @@ def lm(request):
 
 
 def layers_of(hf: nn.Module) -> nn.ModuleList:
-    """The decoder blocks of a HF causal LM (GPT-2 ``transformer.h``, Llama ``model.layers``)."""
-    base = getattr(hf, "transformer", None) or hf.model
+    """The decoder blocks of a HF causal LM (GPT-2 ``transformer.h``, Llama ``model.layers``,
+    GPT-NeoX ``gpt_neox.layers``)."""
+    base = getattr(hf, "transformer", None) or getattr(hf, "gpt_neox", None) or hf.model
     return base.h if hasattr(base, "h") else base.layers
 
 

@@ -22,6 +22,7 @@ from .errors import (
     RenameError,
     SaveError,
     SkippedModuleError,
+    SourceUnavailableError,
     TraceStateError,
 )
 from .models.language import LanguageModel
@@ -57,6 +58,7 @@ __all__ = [
     "RenameError",
     "SaveError",
     "SkippedModuleError",
+    "SourceUnavailableError",
     "TraceStateError",
     "__version__",
     "activation_patching",

@@ -15,6 +15,7 @@
     ├── SaveError            (also AttributeError) ``x.save()`` where lenslab cannot give x one
     ├── CacheKeyError        (also KeyError / AttributeError / IndexError) nothing cached there
     ├── RenameError          (also ValueError) a rename= entry that matches no module
+    ├── SourceUnavailableError (also TypeError) .source of code that has no Python source
     └── DeviceError          (also RuntimeError) a device this machine does not have
 
 The extra bases are the types nnsight raises in the same situations, so nnsight code that
@@ -87,6 +88,10 @@ class CacheKeyError(ModulePathError, KeyError):
 
 class RenameError(LensError, ValueError):
     """A ``rename=`` entry that names no module of the model, or clashes with a name in use."""
+
+
+class SourceUnavailableError(LensError, TypeError):
+    """``.source`` of a forward (or called function) that is not Python code with source."""
 
 
 class DeviceError(LensError, RuntimeError):

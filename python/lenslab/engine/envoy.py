@@ -16,9 +16,11 @@ import torch
 from torch import nn
 
 from ..errors import DeviceError, ModulePathError
+from . import operations
 from .hooked import hooked_call
 from .mediator import mediator_for
 from .offload import offloaded_value
+from .operations import SourceView
 
 _SEQUENCES = (nn.ModuleList, nn.Sequential)
 
@@ -68,6 +70,15 @@ class Envoy:
     @inputs.setter
     def inputs(self, value: Any) -> None:
         mediator_for(self, "inputs").write(self, "inputs", value)
+
+    @property
+    def source(self) -> SourceView:
+        """The calls inside this module's forward, each a point with ``.output`` / ``.input``.
+
+        ``print(envoy.source)`` shows the forward with each call's name (nnsight's names, e.g.
+        ``self_c_proj_0``); ``envoy.source.<name>.output`` reads or edits it in a trace.
+        """
+        return operations.source_of(self)
 
     def skip(self, value: Any) -> None:
         """Do not run this module: ``value`` is its output, for this invoke's rows (skipping.py)."""
@@ -304,7 +315,12 @@ class Envoy:
         targets = self._targets.get(key)
         if targets is None:
             hook = "output" if kind == "output" else "input"
-            targets = tuple((module, hook) for module in self._modules_at(steps))
+            if ("attr", "source") in steps:  # a call inside a forward (operations.py)
+                at = steps.index(("attr", "source"))
+                modules = self._modules_at(steps[:at])
+                targets = tuple(operations.site_targets(modules, steps[at + 1 :], kind))
+            else:
+                targets = tuple((module, hook) for module in self._modules_at(steps))
             self._targets[key] = targets
         return targets
 

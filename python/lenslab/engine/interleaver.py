@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from .mediator import Mediator
     from .skipping import Skips
 
-Key = tuple[nn.Module, str, int]  # (module, "output" | "input", step; -1 for unstepped)
+# (module, "output" | "input", step; -1 for unstepped). The module may also be a call site
+# inside a forward (operations.py): it has attach / detach / owner instead of torch's hooks.
+Key = tuple[nn.Module, str, int]
 KINDS = ("input", "output")
 
 
@@ -115,6 +117,12 @@ class Interleaver:
                 # ~2 us a module); ids come from a range torch's own counter never reaches.
                 hook_id = next(_hook_ids)
                 hooks[(module, kind)] = hook_id  # first: an interrupt then leaves none unknown
+                if not isinstance(module, nn.Module):  # a call site in a forward (operations.py)
+                    module.attach(self, kind)
+                    if not enclosing:
+                        break
+                    module, kind = module.owner, "output"  # its module, or its outer call
+                    continue
                 if kind == "output":
                     module._forward_hooks[hook_id] = self._on_output
                 else:
@@ -179,9 +187,9 @@ class Interleaver:
             # the worker parked: the _Abort then ends it and comes back here.
             with contextlib.suppress(_Abort):
                 self.greenlet.throw(_Abort())
-        self._remove_hooks()  # also when the forward never started, or was cut unwinding
-        if self.skips is not None:
+        if self.skips is not None:  # before the call sites: each puts back what it found
             self.skips.unwrap()
+        self._remove_hooks()  # also when the forward never started, or was cut unwinding
         for mediator in self.mediators:
             mediator.close()
         self.mediators.clear()
@@ -197,7 +205,9 @@ class Interleaver:
             self.root._forward_pre_hooks.pop(self._step_hook, None)
             self._step_hook = None
         for (module, kind), hook_id in self._hooks.items():
-            if kind == "output":
+            if not isinstance(module, nn.Module):  # a call site: puts the forward back when last
+                module.detach(self, kind)
+            elif kind == "output":
                 module._forward_hooks.pop(hook_id, None)
             else:
                 module._forward_pre_hooks.pop(hook_id, None)
@@ -230,9 +240,9 @@ class Interleaver:
             return
         finally:
             self.finished = True
-            self._remove_hooks()
             if self.skips is not None:
                 self.skips.unwrap()
+            self._remove_hooks()
         for mediator in self.mediators:
             if mediator.deferred:  # an inline body waits on no one
                 mediator.forward_finished()
@@ -283,6 +293,14 @@ class Interleaver:
             for record in self._observers.get((module, "input"), ()):
                 record(key[2], new)
         return None if new is value else new
+
+    def point_input(self, point: Any, args: Any, kwargs: Any) -> Any:
+        """A call site's arguments, as a module's input hook gets them (operations.py)."""
+        return self._on_input(point, args, kwargs)
+
+    def point_output(self, point: Any, value: Any) -> Any:
+        """A call site's result, as a module's output hook gets it; None if unchanged."""
+        return self._on_output(point, None, value)
 
     def _deliver(self, key: Key, value: Any, record: bool) -> Any:
         if record:

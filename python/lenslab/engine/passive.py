@@ -201,9 +201,14 @@ class _Scan:
 
     def module_path(self, node: ast.expr) -> bool:
         """``model.model.layers[i]``-like: a name, then attributes and plain indices."""
+        sources = 0
         while isinstance(node, (ast.Attribute, ast.Subscript)):
             if isinstance(node, ast.Attribute) and node.attr in KINDS | INDEXED_KINDS:
                 return False
+            if isinstance(node, ast.Attribute) and node.attr == "source":
+                sources += 1
+                if sources > 1:  # a recursive .source waits for its call (operations.py)
+                    return False
             if isinstance(node, ast.Subscript) and self.expr(node.slice) != PLAIN:
                 return False
             node = node.value

@@ -94,7 +94,7 @@ class ModuleTree(LensWidget):
 
     ``selected`` is the chosen path; ``expression`` what to write in a trace to read it.
 
-    Example:
+    Examples:
         >>> tree = ModuleTree(model)          # then click model.layers[5].mlp
         >>> tree.expression
         'model.model.layers[5].mlp.output'

@@ -26,7 +26,7 @@ class SteeringPanel(LensWidget):
     prompt sets the vector is recomputed at the first chosen layer whenever the layers
     change; a saved tensor is used as it is.
 
-    Example:
+    Examples:
         >>> SteeringPanel(model, "I think that you are", positive=["I love you"],
         ...               negative=["I hate you"], layers=8)
     """

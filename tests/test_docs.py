@@ -187,3 +187,21 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path):
     assert (tmp_path / "reference" / "models" / "index.html").is_file()
     assert (tmp_path / "tutorials" / "01_walkthrough" / "index.html").is_file()
     assert not (ROOT / ".cache" / "mkdocs-jupyter").exists()  # the build wrote nothing here
+
+
+def test_the_extras_the_docs_name_exist_and_are_pinned_for_our_runs():
+    tomllib = pytest.importorskip("tomllib")
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    texts = [(ROOT / "README.md").read_text()] + [p.read_text() for p in pages()]
+    named = {extra for text in texts for extra in re.findall(r"lenslab\[(\w+)\]", text)}
+    assert {"lab", "server"} <= named and named <= set(extras)
+    pinned = {
+        re.split(r"[=<>\[]", line)[0].lower()
+        for line in (ROOT / "scripts" / "constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    for extra in ("lab", "server", "docs", "test"):
+        for requirement in extras[extra]:
+            assert re.split(r"[=<>\[ ]", requirement)[0].lower() in pinned, requirement

@@ -9,6 +9,9 @@ Conventions for pages (docs/contributing.md says the same for writers):
 - A block meant not to run uses another fence: ```bash, ```text, or ```py-norun.
 - The remote execution page runs against a real server, in tests/remote/test_docs_remote.py.
 - Some pages' results are checked below (CHECKS), against what their text says.
+- An API reference page (docs/reference/) renders docstrings with its ``::: lenslab.X`` lines;
+  the docstrings' examples run as doctests (output compared) in the namespace of that page's
+  python block, which shows the reader the names the examples use.
 
 ``mkdocs build --strict`` builds the whole site into a temporary folder: a broken link, a page
 missing from the navigation or a docstring mkdocstrings cannot read fails it.
@@ -16,6 +19,8 @@ missing from the navigation or a docstring mkdocstrings cannot read fails it.
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import os
 import re
 import runpy
@@ -61,6 +66,36 @@ def pages() -> list[Path]:
 
 def pages_with_code() -> list[str]:
     return [str(p.relative_to(DOCS)) for p in pages() if python_blocks(p)]
+
+
+def reference_pages() -> list[str]:
+    return [str(p.relative_to(DOCS)) for p in sorted((DOCS / "reference").glob("*.md"))]
+
+
+def rendered_objects(page: Path) -> list[tuple[str, Any]]:
+    """What a reference page's ``::: lenslab.X`` lines render: the object, or a module and the
+    public names it lists in ``__all__``."""
+    found = []
+    for path in re.findall(r"^::: ([\w.]+)$", page.read_text(), re.M):
+        parent, _, name = path.rpartition(".")
+        try:
+            obj = importlib.import_module(path)
+        except ModuleNotFoundError:
+            obj = getattr(importlib.import_module(parent), name)
+        found.append((path, obj))
+        for member in getattr(obj, "__all__", []) if isinstance(obj, type(os)) else []:
+            found.append((f"{path}.{member}", getattr(obj, member)))
+    return found
+
+
+def docstring_examples(page: Path) -> list[doctest.DocTest]:
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    tests: dict[str, doctest.DocTest] = {}
+    for path, obj in rendered_objects(page):
+        if isinstance(obj, (type, type(os))) or callable(obj):
+            for test in finder.find(obj, path, module=False):
+                tests.setdefault(f"{test.filename}:{test.lineno}", test)
+    return list(tests.values())
 
 
 # What the pages say their code prints or binds, checked after the page ran. ``out`` is the
@@ -155,11 +190,29 @@ CHECKS: dict[str, Callable[[dict[str, Any], str], None]] = {
 }
 
 
-@pytest.mark.parametrize("name", [p for p in pages_with_code() if p not in SERVED])
+@pytest.mark.parametrize(
+    "name", [p for p in pages_with_code() if p not in SERVED and p not in reference_pages()]
+)
 def test_page_runs_and_says_what_it_prints(name, tmp_path, capsys):
     names = run_page(DOCS / name, tmp_path)
     out = capsys.readouterr().out
     CHECKS[name](names, out)
+
+
+@pytest.mark.parametrize("name", reference_pages())
+def test_reference_page_docstring_examples_run(name, tmp_path):
+    page = DOCS / name
+    tests = docstring_examples(page)
+    if not tests:
+        assert not python_blocks(page), f"{name}: a set-up block, but no examples to run"
+        return
+    names = run_page(page, tmp_path)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    report: list[str] = []
+    for test in tests:
+        test.globs = dict(names)
+        runner.run(test, out=report.append)
+    assert runner.failures == 0, "".join(report)
 
 
 def test_every_page_with_code_is_self_contained_and_checked():
@@ -167,7 +220,8 @@ def test_every_page_with_code_is_self_contained_and_checked():
     for name in pages_with_code():
         first = python_blocks(DOCS / name)[0][1]
         assert "from lenslab import" in first, name
-        assert name in CHECKS or name in SERVED, f"{name}: add what its code shows to CHECKS"
+        checked = name in CHECKS or name in SERVED or name in reference_pages()
+        assert checked, f"{name}: add what its code shows to CHECKS"
 
 
 def test_the_quick_start_is_the_example_file_everywhere():

@@ -16,7 +16,7 @@ class Selection:
     Examples:
         >>> with model.trace(prompt):
         ...     chosen = picker.value.read(model)      # {layer: (batch, len(positions), d)}
-        >>> steer(model, prompt, vector, **picker.value.steer_kwargs())
+        >>> steered = steer(model, prompt, vector, **picker.value.steer_kwargs())
     """
 
     layers: tuple[int, ...]

@@ -27,6 +27,7 @@ class PatchingGrid(Heatmap):
     Examples:
         >>> grid = PatchingGrid(model, clean, corrupted, " Mary", " John")
         >>> grid.patch(20, 13).patched[0].token      # what clicking cell (20, 13) shows
+        ' John'
     """
 
     _esm = bundle("patching_grid")

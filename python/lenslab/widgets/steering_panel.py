@@ -27,8 +27,8 @@ class SteeringPanel(LensWidget):
     change; a saved tensor is used as it is.
 
     Examples:
-        >>> SteeringPanel(model, "I think that you are", positive=["I love you"],
-        ...               negative=["I hate you"], layers=8)
+        >>> panel = SteeringPanel(model, "I think that you are", positive=["I love you"],
+        ...                       negative=["I hate you"], layers=8)
     """
 
     _esm = bundle("steering_panel")

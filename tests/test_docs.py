@@ -224,6 +224,13 @@ def test_every_page_with_code_is_self_contained_and_checked():
         assert checked, f"{name}: add what its code shows to CHECKS"
 
 
+def test_every_fence_says_whether_it_runs():
+    """A block in a fence of its own (```py, ```pycon) would silently go untested."""
+    for page in pages():
+        for fence in re.findall(r"^```(.*)$", page.read_text(), re.M):
+            assert fence in {"python", "py-norun", "bash", "text", ""}, (page.name, fence)
+
+
 def test_the_quick_start_is_the_example_file_everywhere():
     example = (ROOT / "examples" / "quickstart.py").read_text()
     body = example.split('"""', 2)[2].lstrip("\n")

@@ -36,10 +36,12 @@ class LanguageModel(NNsight):
         model: ``"smollm2"`` (the bundled SmolLM2-135M-Instruct), a local checkpoint
             directory or hub name already in the local cache, or a loaded ``PreTrainedModel``.
         tokenizer: defaults to the checkpoint's own.
-        device_map, torch_dtype / dtype: as for ``from_pretrained``.
+        device_map: as for ``from_pretrained``.
+        torch_dtype: the older name of ``dtype``.
+        dtype: the weights' dtype, as for ``from_pretrained``.
         dispatch: load the weights now instead of on first use.
 
-    Example:
+    Examples:
         >>> model = LanguageModel("smollm2")
         >>> with model.trace("The Eiffel Tower is located in the city of"):
         ...     hidden = model.model.layers[10].output.save()   # (batch, seq, 576)

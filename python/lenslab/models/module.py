@@ -38,7 +38,7 @@ class Prepared:
 class NNsight(Envoy):
     """Wrap ``module`` so its internals can be read and edited inside ``model.trace(...)``.
 
-    Example:
+    Examples:
         >>> net = NNsight(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()))
         >>> with net.trace(torch.ones(2, 4)):
         ...     hidden = net[0].output.save()

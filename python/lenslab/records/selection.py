@@ -13,10 +13,10 @@ COMPONENT_VIEWS = {"resid": "layers_output", "attn": "attentions_output", "mlp":
 class Selection:
     """``layers`` and ``positions`` are sorted indices; ``component`` is resid, attn or mlp.
 
-    Example:
+    Examples:
         >>> with model.trace(prompt):
         ...     chosen = picker.value.read(model)      # {layer: (batch, len(positions), d)}
-        >>> steer(model, prompt, vector, **picker.value.steer_kwargs())
+        >>> steered = steer(model, prompt, vector, **picker.value.steer_kwargs())
     """
 
     layers: tuple[int, ...]

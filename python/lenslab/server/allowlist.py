@@ -30,7 +30,7 @@ from ..engine.saving import OutputTuple
 from ..engine.tracer import Tracer
 from ..models.module import NNsight
 
-# -- the lenslab API (documented in the README) ----------------------------------------------
+# -- the lenslab API (documented in docs/) ---------------------------------------------------
 
 ENVOY_API = frozenset({"output", "input", "inputs", "next"})
 MODEL_API = frozenset(

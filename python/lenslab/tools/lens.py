@@ -88,7 +88,7 @@ def logit_lens(
 ) -> LogitLens:
     """Decode every layer's output through the final norm and unembedding, in one forward.
 
-    Example:
+    Examples:
         >>> lens = logit_lens(model, "The Eiffel Tower is located in the city of")
         >>> lens.top_tokens[-1][-1][0]
         ' Paris'

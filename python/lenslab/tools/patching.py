@@ -102,8 +102,10 @@ def activation_patching(
     """Patch clean activations into the corrupted run, one (component, layer, position) a row.
 
     Args:
-        answer, wrong: the clean and corrupted answers; the default metric is their logit
-            difference at the last position, normalized so corrupted = 0 and clean = 1.
+        answer: the clean prompt's answer (``" Mary"``).
+        wrong: the corrupted prompt's answer; the default metric is the logit difference of
+            ``answer`` and ``wrong`` at the last position, normalized so corrupted = 0 and
+            clean = 1.
         positions: positions to patch one by one (default all); ``"all"`` patches every
             position at once.
         metric: ``logits (batch, seq, vocab) -> (batch,)``, normalized the same way.

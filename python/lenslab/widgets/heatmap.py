@@ -25,7 +25,7 @@ class Heatmap(LensWidget):
     ``colors`` ("blues" or "diverging", centred on 0), ``scale`` ("linear", "log" or "robust")
     and ``legend`` (what the colours measure) set the colour bar shown above the grid.
 
-    Example:
+    Examples:
         >>> plot = Heatmap(rows=[f"layer {i}" for i in range(30)], cols=tokens)
         >>> with model.trace(prompt):
         ...     for i in range(30):

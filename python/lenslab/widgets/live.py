@@ -133,7 +133,7 @@ class StepPlot:
     ``append`` extends each line in place: plotly sends only the changed trace, the figure is
     not re-rendered.
 
-    Example:
+    Examples:
         >>> plot = StepPlot(["top-1 p"])
         >>> with model.generate(prompt, max_new_tokens=10) as tracer:
         ...     for step in tracer.all():

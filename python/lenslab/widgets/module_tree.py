@@ -94,8 +94,9 @@ class ModuleTree(LensWidget):
 
     ``selected`` is the chosen path; ``expression`` what to write in a trace to read it.
 
-    Example:
-        >>> tree = ModuleTree(model)          # then click model.layers[5].mlp
+    Examples:
+        >>> tree = ModuleTree(model)
+        >>> tree.selected = "model.model.layers[5].mlp"    # what clicking it sets
         >>> tree.expression
         'model.model.layers[5].mlp.output'
     """

@@ -24,9 +24,10 @@ class PatchingGrid(Heatmap):
     (``answer`` minus ``wrong``) fully restored, 0 = no effect. ``detail`` holds the last
     clicked cell's PatchOutcome: top-k next tokens for clean, corrupted and patched runs.
 
-    Example:
+    Examples:
         >>> grid = PatchingGrid(model, clean, corrupted, " Mary", " John")
         >>> grid.patch(20, 13).patched[0].token      # what clicking cell (20, 13) shows
+        ' John'
     """
 
     _esm = bundle("patching_grid")

@@ -26,9 +26,9 @@ class SteeringPanel(LensWidget):
     prompt sets the vector is recomputed at the first chosen layer whenever the layers
     change; a saved tensor is used as it is.
 
-    Example:
-        >>> SteeringPanel(model, "I think that you are", positive=["I love you"],
-        ...               negative=["I hate you"], layers=8)
+    Examples:
+        >>> panel = SteeringPanel(model, "I think that you are", positive=["I love you"],
+        ...                       negative=["I hate you"], layers=8)
     """
 
     _esm = bundle("steering_panel")

@@ -114,6 +114,7 @@ def check_models(names: dict[str, Any], out: str) -> None:
     # The offload example: most layers on disk, the same prediction as in memory.
     assert list(names["big"]._model.hf_device_map.values()).count("disk") >= 29
     assert names["big"].tokenizer.decode(names["offloaded_logits"][0, -1].argmax()) == " Paris"
+    assert "cpu" in out.splitlines()
 
 
 def check_tracing(names: dict[str, Any], out: str) -> None:
@@ -175,6 +176,15 @@ def check_errors(names: dict[str, Any], out: str) -> None:
     assert "0-29" in lines[1] or "range" in lines[1]
 
 
+def check_source(names: dict[str, Any], out: str) -> None:
+    assert "attention_interface_0" in out and "self_o_proj_0" in out
+    assert "last token attends most to position" in out
+    assert "3 steps read" in out
+    assert "Did you mean self_o_proj_0" in out
+    assert names["pattern"].shape[-1] == names["pattern"].shape[-2]
+    assert not names["ablated"].equal(names["clean"])
+
+
 CHECKS: dict[str, Callable[[dict[str, Any], str], None]] = {
     "getting-started.md": check_getting_started,
     "models.md": check_models,
@@ -187,6 +197,7 @@ CHECKS: dict[str, Callable[[dict[str, Any], str], None]] = {
     "toolkit.md": check_toolkit,
     "widgets.md": check_widgets,
     "errors.md": check_errors,
+    "source.md": check_source,
 }
 
 

@@ -14,9 +14,9 @@ def test_describe_children_and_find_on_smollm2(smollm2):
     info = inspector.describe("model", smollm2)
     assert info == {"name": "model", "cls": "LlamaForCausalLM", "wrapper": "LanguageModel",
                     "params": 134515008, "device": "cpu", "dtype": "float32"}
-    top = inspector.children(smollm2, [], scan=True)
+    top = modules(inspector.children(smollm2, [], scan=True))
     assert [(n["key"], n["cls"]) for n in top] == [("model", "LlamaModel"), ("lm_head", "Linear")]
-    layers = inspector.children(smollm2, ["model", "layers"], scan=True)
+    layers = modules(inspector.children(smollm2, ["model", "layers"], scan=True))
     assert len(layers) == 30 and layers[5]["path"] == ["model", "layers", "5"]
     assert layers[5]["shape"] == "[1, 2, 576]" and layers[5]["children"] == 4
     attention = inspector.children(smollm2, ["model", "layers", "5"], scan=False)[0]
@@ -28,9 +28,41 @@ def test_describe_children_and_find_on_smollm2(smollm2):
 
 def test_a_tiny_model_has_a_tree_and_no_scan():
     net = NNsight(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()))
-    nodes = TorchInspector().children(net, [], scan=True)
+    nodes = modules(TorchInspector().children(net, [], scan=True))
     assert [(n["key"], n["shape"], n["children"]) for n in nodes] == [("0", None, 0),
                                                                        ("1", None, 0)]
+
+
+def modules(nodes):
+    return [node for node in nodes if node["kind"] == "module"]
+
+
+def test_a_modules_calls_are_listed_under_it_with_their_code(smollm2):
+    """The names are .source's own, and the inserted path reads the same value as .output."""
+    inspector = TorchInspector()
+    path = ["model", "layers", "5", "self_attn"]
+    nodes = inspector.children(smollm2, path, scan=False)
+    calls = [node for node in nodes if node["kind"] == "call"]
+    attention = smollm2.model.layers[5].self_attn
+    assert [node["key"] for node in calls] == list(attention.source)
+    parent = modules(inspector.children(smollm2, path[:-1], scan=False))[0]
+    assert parent["key"] == "self_attn" and parent["calls"] == len(calls) > 0
+    o_proj = next(node for node in calls if node["key"] == "self_o_proj_0")
+    assert o_proj["path"] == [*path, "source", "self_o_proj_0"] and o_proj["children"] == 0
+    assert "self.o_proj(" in o_proj["cls"]
+    with smollm2.trace("The Eiffel Tower"):
+        via_source = attention.source.self_o_proj_0.output.save()
+        via_module = attention.o_proj.output.save()
+    assert torch.equal(via_source, via_module)
+
+
+def test_a_module_without_python_source_has_no_calls():
+    scripted = torch.jit.script(torch.nn.Linear(4, 3))
+    net = NNsight(torch.nn.Sequential(torch.nn.ReLU()))
+    net._module.add_module("compiled", scripted)
+    nodes = TorchInspector().children(net, [], scan=False)
+    compiled = next(node for node in nodes if node["key"] == "compiled")
+    assert compiled["calls"] == 0
 
 
 def test_summaries_are_small_and_json_safe():

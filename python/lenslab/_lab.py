@@ -17,6 +17,8 @@ import torch
 from torch.nn import functional
 
 from .engine import observers
+from .engine.operations import call_site_lines
+from .errors import LensError
 from .models.module import NNsight
 
 if TYPE_CHECKING:  # comms is imported only inside a kernel, by register_sidebar
@@ -93,11 +95,18 @@ class TorchInspector:
                 raise LookupError(f"{_display(path)} is not in the module tree any more")
             module = child
         shapes = self._scan(model) if scan else self._shapes.get(model._module, {})
-        return [
+        nodes = [
             _node(key, [*path, key], child, shapes)
             for key, child in module._modules.items()
             if child is not None
         ]
+        # After the submodules, the calls inside this module's forward (``.source``'s names).
+        nodes += [
+            {"key": name, "path": [*path, "source", name], "cls": line, "children": 0,
+             "calls": 0, "shape": None, "kind": "call"}
+            for name, line in _call_sites(module).items()
+        ]
+        return nodes
 
     def find(self, model: Any, query: str, limit: int) -> list[ModuleNode]:
         shapes = self._shapes.get(model._module, {})
@@ -180,8 +189,18 @@ def _node(key: str, path: list[str], module: torch.nn.Module, shapes: dict[str, 
         "path": path,
         "cls": type(module).__name__,
         "children": sum(1 for child in module._modules.values() if child is not None),
+        "calls": len(_call_sites(module)),
         "shape": shapes.get(_display(path)),
+        "kind": "module",
     }
+
+
+def _call_sites(module: torch.nn.Module) -> dict[str, str]:
+    """``.source``'s call sites of ``module`` with their code; none where it has no source."""
+    try:
+        return call_site_lines(module)
+    except LensError:  # a compiled or C forward: the module is still shown, without calls
+        return {}
 
 
 def _display(path: list[str]) -> str:

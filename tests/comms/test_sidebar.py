@@ -37,11 +37,12 @@ class FakeInspector:
         node = model.tree
         for key in path:
             node = node[key]
-        return [{"key": k, "path": [*path, k], "cls": "M", "children": len(v),
-                 "shape": "[1]" if scan else None} for k, v in node.items()]
+        return [{"key": k, "path": [*path, k], "cls": "M", "children": len(v), "calls": 0,
+                 "shape": "[1]" if scan else None, "kind": "module"} for k, v in node.items()]
 
     def find(self, model, query, limit):
-        return [{"key": query, "path": [query], "cls": "M", "children": 0, "shape": None}]
+        return [{"key": query, "path": [query], "cls": "M", "children": 0, "calls": 0,
+                 "shape": None, "kind": "module"}]
 
     def summarize(self, name, value):
         return {"name": name, "kind": "list", "shape": [len(value)], "dtype": None,
@@ -86,7 +87,7 @@ def test_models_follow_the_namespace(sidebar):
 def test_children_scan_only_while_idle(sidebar):
     nodes = ask(sidebar, "children", model="model", path=["layers"])
     assert nodes == [{"key": "0", "path": ["layers", "0"], "cls": "M", "children": 1,
-                      "shape": "[1]"}]
+                      "calls": 0, "shape": "[1]", "kind": "module"}]
     sidebar.before_cell()
     assert ask(sidebar, "children", model="model", path=["layers"])[0]["shape"] is None
     assert sidebar.inspector.scans == [True, False]

@@ -42,9 +42,13 @@ export interface IModelInfo {
 export interface IModuleNode {
   key: string;
   path: string[];
+  /** The module's class; for a call, the line of code it is on. */
   cls: string;
   children: number;
+  /** Calls inside the module's forward (listed after its children, as `kind: 'call'`). */
+  calls: number;
   shape: string | null;
+  kind: 'module' | 'call';
 }
 
 export interface ISavedValue {

@@ -221,13 +221,13 @@ class ModelCard {
   }
 
   private _row(node: IModuleNode, expandable: boolean): HTMLElement {
-    const item = element('li', 'lenslab-node');
+    const item = element('li', node.kind === 'call' ? 'lenslab-node lenslab-node-call' : 'lenslab-node');
     item.dataset.path = node.path.join('.');
     const row = element('div', 'lenslab-node-row');
     const toggle = element('span', 'lenslab-node-toggle');
     const children = element('ul', 'lenslab-tree');
     children.hidden = true;
-    if (expandable && node.children > 0) {
+    if (expandable && node.children + node.calls > 0) {
       toggle.textContent = '▸';
       toggle.addEventListener('click', event => {
         event.stopPropagation();

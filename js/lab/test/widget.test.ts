@@ -10,8 +10,12 @@ const model = {
   dtype: 'float32'
 };
 
-function node(path: string[], children = 0, shape: string | null = null): IModuleNode {
-  return { key: path[path.length - 1], path, cls: 'Module', children, shape };
+function node(path: string[], children = 0, shape: string | null = null, calls = 0): IModuleNode {
+  return { key: path[path.length - 1], path, cls: 'Module', children, calls, shape, kind: 'module' };
+}
+
+function call(path: string[], name: string, line: string): IModuleNode {
+  return { key: name, path: [...path, 'source', name], cls: line, children: 0, calls: 0, shape: null, kind: 'call' };
 }
 
 function fakeActions() {
@@ -20,9 +24,13 @@ function fakeActions() {
   const actions: IViewActions = {
     children: async (_, path) => {
       asked.push(path);
-      return path.length === 0
-        ? [node(['model'], 2), node(['lm_head'], 0, '[1, 2, 49152]')]
-        : [node([...path, 'layers'], 30)];
+      if (path.length === 0) {
+        return [node(['model'], 2), node(['lm_head'], 0, '[1, 2, 49152]', 1)];
+      }
+      if (path[0] === 'lm_head') {
+        return [call(path, 'F_linear_0', 'return F.linear(input, self.weight, self.bias)')];
+      }
+      return [node([...path, 'layers'], 30)];
     },
     find: async (_, query) => [node(['model', 'layers', '5', query])],
     insert: text => inserted.push(text),
@@ -63,6 +71,24 @@ describe('SidebarView', () => {
     (view.node.querySelector('[data-path="model.layers"] .lenslab-node-label') as HTMLElement).click();
     expect(inserted).toEqual(['model.model.layers.output']);
     expect(view.selectedPath).toBe('model.model.layers.output');
+  });
+
+  it('lists a module\'s calls under it and inserts their .source path', async () => {
+    const { actions, inserted, asked } = fakeActions();
+    const view = new SidebarView(actions);
+    view.setModels([model]);
+    (view.node.querySelector('.lenslab-model-header') as HTMLElement).click();
+    await flush();
+    const head = view.node.querySelector('[data-path="lm_head"]') as HTMLElement;
+    (head.querySelector('.lenslab-node-toggle') as HTMLElement).click();
+    await flush();
+    expect(asked).toEqual([[], ['lm_head']]);
+    const site = view.node.querySelector('.lenslab-node-call') as HTMLElement;
+    expect(site.textContent).toContain('F_linear_0');
+    expect(site.textContent).toContain('F.linear(input');
+    expect(site.querySelector('.lenslab-node-toggle')?.textContent).toBe('');
+    (site.querySelector('.lenslab-node-label') as HTMLElement).click();
+    expect(inserted).toEqual(['model.lm_head.source.F_linear_0.output']);
   });
 
   it('filters through the kernel', async () => {

@@ -70,13 +70,18 @@ class ModuleNode(TypedDict):
     """One module of a model's tree. ``path`` holds child keys from the root ("layers", "5").
 
     ``shape`` is what a scan on a short dummy input saw it return (``None``: not scanned).
+    ``children`` counts submodules and ``calls`` the calls in its forward; a module's children
+    list both, the calls as nodes of kind ``"call"`` whose path ends in ``"source", name`` and
+    whose ``cls`` is the line of code the call is on.
     """
 
     key: str
     path: list[str]
     cls: str
     children: int
+    calls: int
     shape: str | None
+    kind: Literal["module", "call"]
 
 
 class SavedValue(TypedDict):

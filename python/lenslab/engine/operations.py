@@ -255,7 +255,8 @@ def _true_forward(module: nn.Module) -> Any:
     old = module.__dict__.get("_old_forward")  # accelerate's hooks wrap the real one
     if old is not None:
         return old
-    return type(module).forward
+    # Static: a TorchScript module's ``forward`` is a descriptor that raises when read unbound.
+    return inspect.getattr_static(type(module), "forward")
 
 
 def call_site_names(module: nn.Module | Envoy) -> list[str]:
@@ -266,8 +267,21 @@ def call_site_names(module: nn.Module | Envoy) -> list[str]:
     Raises:
         SourceUnavailableError: the forward is not Python code with readable source.
     """
+    return list(call_site_lines(module))
+
+
+def call_site_lines(module: nn.Module | Envoy) -> dict[str, str]:
+    """Each call site's name with the line of code it is on (stripped), in nnsight's order.
+
+    Raises:
+        SourceUnavailableError: the forward is not Python code with readable source.
+    """
     target = getattr(module, "_module", module)
-    return list(_scope_of(target, type(target).__name__).by_name)
+    rewritten = _scope_of(target, type(target).__name__).rewritten
+    return {
+        site.name: rewritten.lines[site.line - rewritten.first_line].strip()
+        for site in rewritten.sites
+    }
 
 
 def _scope_of(module: nn.Module, label: str) -> Scope:

@@ -68,7 +68,7 @@ class LogitLens:
                 text=[[cell[0] for cell in row] for row in self.top_tokens],
                 texttemplate="%{text}",
                 customdata=hover,
-                hovertemplate="%{y}, %{x}<br>%{customdata}<extra></extra>",
+                hovertemplate="%{y}, %{x}: top-1 p %{z:.3f}<br>%{customdata}<extra></extra>",
                 colorscale="Blues",
                 zmin=0,
                 zmax=1,

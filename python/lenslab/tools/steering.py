@@ -80,12 +80,16 @@ class SteeringResult:
         labels = [repr(model.tokenizer.decode(i)) for i in ids]
         figure = go.Figure(
             [
-                go.Bar(name="baseline", x=labels, y=self.baseline[ids].exp().tolist()),
                 go.Bar(
-                    name=f"steered (x{self.coefficient:g})",
+                    name=name,
                     x=labels,
-                    y=self.steered[ids].exp().tolist(),
-                ),
+                    y=run[ids].exp().tolist(),
+                    hovertemplate=f"{name}, next token %{{x}}: p %{{y:.4f}}<extra></extra>",
+                )
+                for name, run in (
+                    ("baseline", self.baseline),
+                    (f"steered (x{self.coefficient:g})", self.steered),
+                )
             ]
         )
         figure.update_layout(

@@ -84,3 +84,45 @@ def test_a_saved_vector(smollm2):
     assert panel.steered == hooked_generation(smollm2, vector, [6], 2.0)
     with pytest.raises(ValueError, match="either"):
         SteeringPanel(smollm2, PROMPT)
+
+
+def test_a_coefficient_from_code_beyond_the_slider_widens_its_range(panel):
+    panel.layers = [8]
+    low, high = panel.low, panel.high
+    panel.coefficient = 50
+    assert panel.coefficient == 50.0 and panel.high == 50.0 and panel.low == low
+    assert panel.shown_coefficient == 50.0  # regenerated: the header labels the new text
+    panel.coefficient = -7.25
+    assert (panel.low, panel.high) == (-8.0, 50.0)
+    panel.high = high
+    assert panel.coefficient == -7.25
+    panel.low = -2.0  # a narrower range moves the coefficient inside it, as a slider would
+    assert panel.coefficient == -2.0 and panel.shown_coefficient == -2.0
+    panel.low = low
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "big", None])
+def test_a_coefficient_that_is_no_finite_number_is_a_lens_error_shown_in_the_panel(panel, bad):
+    from lenslab.errors import LensError
+
+    before = panel.coefficient
+    with pytest.raises(LensError, match="coefficient must be a finite number"):
+        panel.coefficient = bad
+    assert panel.coefficient == before and "finite number" in panel.error
+    with pytest.raises(LensError, match="low < high"):
+        panel.low = panel.high + 1
+
+
+def test_headers_name_the_setting_of_the_text_they_label(smollm2, wire):
+    panel = SteeringPanel(
+        smollm2, PROMPT, positive=POSITIVE, negative=NEGATIVE, layers=8, max_new_tokens=2
+    )
+    assert (panel.shown_coefficient, panel.shown_layers) == (1.0, [8])
+    sent = wire(panel)
+    front_end_sets(panel, coefficient=-2.0)
+    # the header's setting travels in the same message as the text it labels
+    (message, _), *_ = sent.updates("steered")
+    assert message["state"]["shown_coefficient"] == -2.0 and "steered" in message["state"]
+    shown = [m["state"]["shown_coefficient"] for m, _ in sent.updates("shown_coefficient")]
+    assert shown == [-2.0]
+    assert "steered (x-2)" in panel._repr_mimebundle_()[0]["text/html"]

@@ -15,9 +15,16 @@ interface Traits extends BaseTraits {
   baseline: string;
   steered: string;
   runs: number;
+  shown_coefficient: number | null;
+  shown_layers: number[];
 }
 
 const DEBOUNCE_MS = 350;
+
+/** One decimal on the slider's scale, more where code set a finer value (0.25 stays 0.25). */
+function formatCoefficient(value: number): string {
+  return Number.isInteger(value * 10) ? value.toFixed(1) : String(Number(value.toPrecision(4)));
+}
 
 function render({ model, el }: RenderProps<Traits>): () => void {
   const { root, connection, dispose } = frame(el, model, "steering_panel");
@@ -60,12 +67,17 @@ function render({ model, el }: RenderProps<Traits>): () => void {
     slider.min = String(model.get("low"));
     slider.max = String(model.get("high"));
     slider.value = String(model.get("coefficient"));
-    value.textContent = model.get("coefficient").toFixed(1);
+    value.textContent = formatCoefficient(model.get("coefficient"));
     layers.setLabels([...Array(model.get("num_layers")).keys()].map(String));
     layers.setChosen(model.get("layers"));
     baseline.textContent = model.get("baseline");
     steered.textContent = model.get("steered");
-    steeredTitle.textContent = `steered (×${model.get("coefficient").toFixed(1)})`;
+    // The header names the setting of the text below it, so it changes with that text.
+    const shown = model.get("shown_coefficient");
+    const at = model.get("shown_layers");
+    steeredTitle.textContent =
+      shown === null ? "steered" : `steered (×${formatCoefficient(shown)}, layers ${at.join(", ")})`;
+    steeredTitle.dataset.coefficient = shown === null ? "" : String(shown);
     root.dataset.runs = String(model.get("runs"));
   };
   const drawBusy = (): void => {
@@ -77,14 +89,14 @@ function render({ model, el }: RenderProps<Traits>): () => void {
 
   const cleanups = [
     on(slider, "input", () => {
-      value.textContent = Number(slider.value).toFixed(1);
+      value.textContent = formatCoefficient(Number(slider.value));
       busy.className = "lenslab-busy";
       busy.textContent = "waiting…";
       send.call(Number(slider.value));
     }),
     listen(
       model,
-      "change:coefficient change:layers change:baseline change:steered change:runs change:low change:high",
+      "change:coefficient change:layers change:baseline change:steered change:runs change:low change:high change:shown_coefficient change:shown_layers",
       draw,
     ),
     listen(model, "change:busy change:error", drawBusy),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,19 @@ import traitlets as t
 from ..errors import InputError
 from ._base import LensWidget, bundle
 from ._checks import BadValue, at_least_one, prompt_ids, require_model
+
+
+class _Number(t.Float):  # type: ignore[misc]
+    """A float trait whose wrong-type error is a LensError (BadValue) shown in the widget."""
+
+    def error(self, obj: Any, value: Any, *_args: Any, **_kwargs: Any) -> None:
+        message = (
+            f"{self.name} must be a finite number, got {value!r} ({type(value).__name__}): e.g. "
+            f"panel.{self.name} = 2.0."
+        )
+        if isinstance(obj, t.HasTraits) and obj.has_trait("error"):
+            obj.error = message
+        raise BadValue(message)
 
 
 class SteeringPanel(LensWidget):
@@ -35,13 +49,17 @@ class SteeringPanel(LensWidget):
     prompt = t.Unicode("").tag(sync=True)
     num_layers = t.Int(0).tag(sync=True)
     layers = t.List(t.Int()).tag(sync=True)
-    coefficient = t.Float(1.0).tag(sync=True)
+    coefficient = _Number(1.0).tag(sync=True)
     low = t.Float(-5.0).tag(sync=True)
     high = t.Float(5.0).tag(sync=True)
     source = t.Unicode("").tag(sync=True)
     baseline = t.Unicode("").tag(sync=True)
     steered = t.Unicode("").tag(sync=True)
     runs = t.Int(0).tag(sync=True)  # generations so far: the front end shows the latest
+    # The setting that produced the texts shown: headers change with the text they label, not
+    # when the slider moves.
+    shown_coefficient = t.Float(None, allow_none=True).tag(sync=True)
+    shown_layers = t.List(t.Int()).tag(sync=True)
 
     def __init__(
         self,
@@ -70,7 +88,7 @@ class SteeringPanel(LensWidget):
                     f"SteeringPanel: {name} must be a non-empty list of prompts, got {prompts!r}."
                 )
         low, high = coefficient_range
-        if not low < high:
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise InputError(
                 f"SteeringPanel: coefficient_range must be (low, high) with low < high, got "
                 f"{coefficient_range!r}."
@@ -94,8 +112,8 @@ class SteeringPanel(LensWidget):
             num_layers=int(model.num_layers),
             layers=_layers(layers, int(model.num_layers)),
             coefficient=coefficient,
-            low=coefficient_range[0],
-            high=coefficient_range[1],
+            low=low,
+            high=high,
             source=source,
             **kwargs,
         )
@@ -139,6 +157,7 @@ class SteeringPanel(LensWidget):
             assert result.texts is not None
             with self.hold_sync():
                 self.baseline, self.steered = result.texts
+                self.shown_coefficient, self.shown_layers = self.coefficient, list(self.layers)
                 self.runs += 1
         except Exception as problem:
             self.error = f"{type(problem).__name__}: {problem}"
@@ -154,6 +173,45 @@ class SteeringPanel(LensWidget):
             self.error = f"layers {bad} out of range: use layers 0 to {self.num_layers - 1}."
             raise BadValue(self.error)
         return chosen
+
+    @t.validate("coefficient")
+    def _valid_coefficient(self, proposal: Any) -> float:
+        """A finite number; beyond the slider's range it widens the range to include it."""
+        value = proposal["value"]
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value):
+            self.error = (
+                f"coefficient must be a finite number, got {value!r} ({type(value).__name__}): "
+                f"e.g. panel.coefficient = 2.0."
+            )
+            raise BadValue(self.error)
+        value = float(value)
+        # whole-number ends keep the slider's 0.1 steps on round values
+        if value < self.low:
+            self.low = float(math.floor(value))
+        if value > self.high:
+            self.high = float(math.ceil(value))
+        return value
+
+    @t.validate("low", "high")
+    def _valid_range(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        low = value if proposal["trait"].name == "low" else self.low
+        high = value if proposal["trait"].name == "high" else self.high
+        if not (math.isfinite(value) and low < high):
+            self.error = (
+                f"the coefficient range must be finite with low < high, got low={low!r}, "
+                f"high={high!r}."
+            )
+            raise BadValue(self.error)
+        return value
+
+    @t.observe("low", "high")
+    def _keep_inside(self, _change: Any) -> None:
+        """A narrower range set from code moves the coefficient inside it (as a slider does)."""
+        clamped = min(max(self.coefficient, self.low), self.high)
+        if clamped != self.coefficient:
+            self.coefficient = clamped
 
     @t.validate("prompt")
     def _valid_prompt(self, proposal: Any) -> str:
@@ -171,11 +229,12 @@ class SteeringPanel(LensWidget):
                 f"<div style='white-space:pre-wrap'>{html.escape(text)}</div></td>"
             )
 
+        shown = self.coefficient if self.shown_coefficient is None else self.shown_coefficient
         return (
-            f"<div style='font:12px system-ui'>Steering at layers {self.layers}, coefficient "
-            f"{self.coefficient:g} ({html.escape(self.source)})<table><tr>"
+            f"<div style='font:12px system-ui'>Steering at layers {self.shown_layers}, "
+            f"coefficient {shown:g} ({html.escape(self.source)})<table><tr>"
             f"{column('baseline', self.baseline)}"
-            f"{column(f'steered (x{self.coefficient:g})', self.steered)}</tr></table></div>"
+            f"{column(f'steered (x{shown:g})', self.steered)}</tr></table></div>"
         )
 
 

@@ -3,8 +3,9 @@ import { type RenderProps, type BaseTraits, listen } from "../shared/anywidget";
 import { Chips } from "../shared/chips";
 import { frame } from "../shared/connection";
 import { debounce, h, on } from "../shared/dom";
+import { RUN_EVENTS, RunStatus, type RunTraits } from "../shared/runs";
 
-interface Traits extends BaseTraits {
+interface Traits extends BaseTraits, RunTraits {
   prompt: string;
   num_layers: number;
   layers: number[];
@@ -35,8 +36,10 @@ function render({ model, el }: RenderProps<Traits>): () => void {
   slider.style.width = "260px";
   const value = h("code", { className: "lenslab-code" });
   const busy = h("span");
+  const run = new RunStatus(model, connection);
   const error = h("div", { className: "lenslab-error" });
   const layers = new Chips((chosen) => {
+    if (run.running) run.note(`queued: layers ${chosen.join(", ")} run when this generation stops`, "queued");
     model.set("layers", chosen);
     model.save_changes();
   }, model.get("layers"));
@@ -51,6 +54,7 @@ function render({ model, el }: RenderProps<Traits>): () => void {
     h("div", { className: "lenslab-row" }, [h("b", { text: "Layers" })]),
     layers.element,
     h("div", { className: "lenslab-row" }, [h("b", { text: "Coefficient" }), slider, value, busy]),
+    run.element,
     error,
     h("div", { className: "lenslab-columns" }, [
       h("div", {}, [h("b", { text: "baseline" }), baseline]),
@@ -80,26 +84,33 @@ function render({ model, el }: RenderProps<Traits>): () => void {
     steeredTitle.dataset.coefficient = shown === null ? "" : String(shown);
     root.dataset.runs = String(model.get("runs"));
   };
+  // `busy` is only the slider's own "waiting…" (a move not yet sent); the generation's
+  // progress, time left, queue and Cancel are `run`'s.
   const drawBusy = (): void => {
-    const running = model.get("busy") && connection.live;
-    busy.className = running ? "lenslab-busy" : "";
-    busy.textContent = running ? "generating…" : "";
+    busy.className = "";
+    busy.textContent = "";
     if (connection.live) error.textContent = model.get("error");
   };
 
   const cleanups = [
     on(slider, "input", () => {
-      value.textContent = formatCoefficient(Number(slider.value));
-      busy.className = "lenslab-busy";
-      busy.textContent = "waiting…";
-      send.call(Number(slider.value));
+      const next = Number(slider.value);
+      value.textContent = formatCoefficient(next);
+      if (run.running) {
+        // the kernel stops the running generation and runs the latest setting next
+        run.note(`queued: ×${formatCoefficient(next)} runs when this generation stops`, "queued");
+      } else {
+        busy.className = "lenslab-busy";
+        busy.textContent = "waiting…";
+      }
+      send.call(next);
     }),
     listen(
       model,
       "change:coefficient change:layers change:baseline change:steered change:runs change:low change:high change:shown_coefficient change:shown_layers",
       draw,
     ),
-    listen(model, "change:busy change:error", drawBusy),
+    listen(model, `${RUN_EVENTS} change:error`, drawBusy),
     connection.onLost(() => {
       send.cancel(); // a pending slider value would be dropped by the manager anyway
       drawBusy();
@@ -111,6 +122,7 @@ function render({ model, el }: RenderProps<Traits>): () => void {
     send.cancel();
     cleanups.forEach((cleanup) => cleanup());
     layers.dispose();
+    run.dispose();
     dispose();
   };
 }

@@ -11,6 +11,7 @@ import anywidget
 import numpy as np
 import traitlets as t
 
+from ..errors import LensError
 from ._protocol import Reply, Request
 
 STATIC = Path(__file__).parent / "static"
@@ -38,6 +39,11 @@ def to_bytes(values: Any) -> bytes:
 
 def from_bytes(data: bytes, shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4").reshape(shape).copy()
+
+
+class Refused(LensError):
+    """A request the widget turns down for now (a click while a sweep runs): the reply says so,
+    the widget's error line is left alone."""
 
 
 class LensWidget(anywidget.AnyWidget):  # type: ignore[misc]
@@ -71,11 +77,19 @@ class LensWidget(anywidget.AnyWidget):  # type: ignore[misc]
             reply.update(ok=False, error=f"unknown request {kind!r}")
         else:
             try:
-                self.error = ""
+                if kind != "cancel":
+                    self.error = ""
                 handler(content)
+            except Refused as problem:
+                reply.update(ok=False, error=str(problem))
             except Exception as problem:  # shown in the widget; the kernel keeps running
                 self.error = f"{type(problem).__name__}: {problem}"
                 reply.update(ok=False, error=self.error)
             finally:
-                self.busy = False
+                if self._settled():  # else a background run owns `busy` until it ends
+                    self.busy = False
         self.send(reply)
+
+    def _settled(self) -> bool:
+        """Whether no background run is going (widgets/_work.py overrides this)."""
+        return True

@@ -15,8 +15,9 @@ from typing import Any
 import traitlets as t
 
 from ..errors import InputError
-from ._base import LensWidget, bundle
+from ._base import bundle
 from ._checks import BadValue, at_least_one, prompt_ids, require_model
+from ._work import Cancelled, RunsWork, Step
 
 
 class _Number(t.Float):  # type: ignore[misc]
@@ -32,13 +33,17 @@ class _Number(t.Float):  # type: ignore[misc]
         raise BadValue(message)
 
 
-class SteeringPanel(LensWidget):
+class SteeringPanel(RunsWork):
     """Steer ``prompt`` with a vector from two prompt sets (``positive`` / ``negative``) or a
     saved tensor (``vector``), at ``layers``, scaled by ``coefficient``.
 
     ``layers`` defaults to a quarter of the way in, where steering tends to read well. With
     prompt sets the vector is recomputed at the first chosen layer whenever the layers
     change; a saved tensor is used as it is.
+
+    A slider move or layer choice in the widget regenerates in the background, with progress,
+    time left and a Cancel button; a newer move while one runs stops it and is shown as queued
+    (the latest setting runs next). A change from code regenerates in the cell.
 
     Example:
         >>> SteeringPanel(model, "I think that you are", positive=["I love you"],
@@ -102,6 +107,7 @@ class SteeringPanel(LensWidget):
         self._positions = positions
         self._max_new_tokens = max_new_tokens
         self._live = False  # no regeneration per trait while __init__ sets them
+        self._from_front_end = False
         source = (
             f"mean({self._pairs[0]}) - mean({self._pairs[1]})"
             if vector is None
@@ -130,40 +136,67 @@ class SteeringPanel(LensWidget):
             self._vectors[layer] = steering_vector(self._model, *self._pairs, layer=layer)
         return self._vectors[layer]
 
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        """A change from the front end (the slider, a layer chip): regenerate in the background."""
+        self._from_front_end = True
+        try:
+            super().set_state(sync_data)
+        finally:
+            self._from_front_end = False
+
     @t.observe("coefficient", "layers", "prompt")
     def _changed(self, _change: Any) -> None:
-        if self._live:
-            with contextlib.suppress(Exception):  # already shown in the panel as `error`
-                self.regenerate()
+        if not self._live:
+            return
+        if self._from_front_end:
+            setting = f"×{self.coefficient:g} at layers {self.layers}"
+            self.run_in_background("generate", self._generate, queue_as=setting)
+            return
+        self.cancel()  # a change from code: its result is what counts, now
+        self.wait()
+        with contextlib.suppress(Exception):  # already shown in the panel as `error`
+            self.regenerate()
 
     def regenerate(self) -> None:
-        """Generate baseline and steered continuations for the current settings."""
+        """Generate baseline and steered continuations for the current settings (in the cell)."""
+        self.run_now("generate", self._generate)
+
+    def _generate(self, step: Step) -> None:
         from ..tools import steer
 
-        if not self.layers:
+        coefficient, layers, prompt = self.coefficient, list(self.layers), self.prompt
+        if not layers:
             self.error = "choose at least one layer"
             return
-        self.busy, self.error = True, ""
-        try:
-            result = steer(
-                self._model,
-                self.prompt,
-                self.vector_for(self.layers[0]),
-                self.layers,
-                coefficient=self.coefficient,
-                positions=self._positions,
-                max_new_tokens=self._max_new_tokens,
-            )
-            assert result.texts is not None
-            with self.hold_sync():
-                self.baseline, self.steered = result.texts
-                self.shown_coefficient, self.shown_layers = self.coefficient, list(self.layers)
-                self.runs += 1
-        except Exception as problem:
-            self.error = f"{type(problem).__name__}: {problem}"
-            raise
-        finally:
-            self.busy = False
+        total = self._max_new_tokens
+        made = 0
+
+        def each_token(ids: Any, _scores: Any, **_kwargs: Any) -> Any:
+            """A stopping criterion: reports progress; stops every row once cancelled."""
+            nonlocal made
+            made += 1
+            self.report(made, total)
+            last = ids[:, -1]
+            return last == last if self.stopping() else last != last
+
+        step(0, total)
+        result = steer(
+            self._model,
+            prompt,
+            self.vector_for(layers[0]),
+            layers,
+            coefficient=coefficient,
+            positions=self._positions,
+            max_new_tokens=total,
+            stopping_criteria=[each_token],
+        )
+        if self.stopping():
+            raise Cancelled("generation cancelled")  # a partial text is not shown
+        assert result.texts is not None
+        with self.hold_sync():
+            self.baseline, self.steered = result.texts
+            self.shown_coefficient, self.shown_layers = coefficient, layers
+            self.runs += 1
 
     @t.validate("layers")
     def _valid_layers(self, proposal: Any) -> list[int]:

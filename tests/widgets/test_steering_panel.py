@@ -54,6 +54,10 @@ def test_first_render_shows_baseline_and_steered_like_plain_hooks(panel, smollm2
     assert panel.runs == 1 and not panel.busy
     html = panel._repr_mimebundle_()[0]["text/html"]
     assert "baseline" in html and panel.steered.split()[-1] in html
+    baseline, steered = panel.to_records()
+    assert (baseline["text"], steered["text"]) == (panel.baseline, panel.steered)
+    assert (steered["coefficient"], steered["layers"]) == (1.0, [8])
+    assert list(panel.figure().data[0].cells.values) == [[panel.baseline], [panel.steered]]
 
 
 def test_a_slider_move_regenerates_with_a_busy_indicator(panel, smollm2, wire):

@@ -60,6 +60,54 @@ class LensWidget(anywidget.AnyWidget):  # type: ignore[misc]
         """A static picture of the current state (no JavaScript needed)."""
         return f"<pre>{html.escape(repr(self))}</pre>"
 
+    def to_records(self) -> list[dict[str, Any]]:
+        """The widget's data, one dict per row (long format)."""
+        raise NotImplementedError
+
+    def to_dataframe(self) -> Any:
+        """``to_records()`` as a pandas DataFrame (pandas must be installed)."""
+        from ..records.export import dataframe
+
+        rows = self.to_records()
+        return dataframe(rows, list(rows[0]) if rows else [])
+
+    def figure(self, theme: str | None = "auto") -> Any:
+        """The widget's data as a plotly figure (``theme``: "auto", "light" or "dark")."""
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> Path:
+        """Write a picture of the widget: ``.svg`` or ``.png``, or ``.html`` (its static copy).
+
+        Returns the path written.
+        """
+        target = Path(path)
+        kind = target.suffix.lower().lstrip(".")
+        if kind not in ("svg", "png", "html"):
+            raise LensError(
+                f"save({str(path)!r}): the file must end in .svg, .png or .html, got "
+                f"{target.suffix or 'no suffix'!r}."
+            )
+        if kind == "html":
+            target.write_text(f"<!doctype html><meta charset='utf-8'>{self.to_html()}")
+            return target
+        picture = self._picture(kind)
+        if isinstance(picture, str):
+            target.write_text(picture)
+        else:
+            target.write_bytes(picture)
+        return target
+
+    def _picture(self, kind: str) -> str | bytes:
+        """SVG text or PNG bytes: the figure through plotly's image export (needs kaleido)."""
+        try:
+            data: bytes = self.figure(theme="light").to_image(format=kind)
+        except (ImportError, ValueError, RuntimeError) as problem:
+            raise LensError(
+                f"saving {type(self).__name__} as .{kind} goes through plotly's image export, "
+                f"which failed ({problem}): pip install kaleido, or save as .html."
+            ) from None
+        return data.decode() if kind == "svg" else data
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = super()._repr_mimebundle_(**kwargs)
         if bundle is None:

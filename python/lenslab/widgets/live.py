@@ -146,7 +146,7 @@ class StepPlot:
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
-        from ..tools._summary import NEUTRAL_LAYOUT
+        from ..records.export import NEUTRAL_LAYOUT
 
         self.series = list(series)
         if not self.series or len(set(self.series)) != len(self.series):
@@ -208,6 +208,56 @@ class StepPlot:
             raise InputError(f"StepPlot has no series {name!r}; its series are {self.series}.")
         trace = self.figure.data[self.series.index(name)]
         return list(trace.y)
+
+    def to_numpy(self) -> Any:
+        """``(steps, series)`` float array, columns in the order of ``series``."""
+        import numpy as np
+
+        return np.array([self.values(name) for name in self.series], dtype=float).T.reshape(
+            len(self.steps), len(self.series)
+        )
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One dict per step: ``step``, ``token`` and one key per series."""
+        columns = {name: self.values(name) for name in self.series}
+        return [
+            {"step": step, "token": token, **{name: columns[name][i] for name in self.series}}
+            for i, (step, token) in enumerate(zip(self.steps, self.tokens))
+        ]
+
+    def to_dataframe(self) -> Any:
+        """``to_records()`` as a pandas DataFrame (pandas must be installed)."""
+        from ..records.export import dataframe
+
+        return dataframe(self.to_records(), ["step", "token", *self.series])
+
+    def static_figure(self, theme: str | None = "auto") -> Any:
+        """A static copy of ``figure`` (a plain plotly Figure), laid out for ``theme``."""
+        import plotly.graph_objects as go
+
+        from ..records.export import themed
+
+        return themed(go.Figure(self.figure), theme)
+
+    def save(self, path: Any) -> Any:
+        """Write the plot: ``.html`` (interactive), or ``.png`` / ``.svg`` (needs kaleido)."""
+        from pathlib import Path
+
+        target = Path(path)
+        kind = target.suffix.lower().lstrip(".")
+        if kind == "html":
+            self.static_figure(theme="light").write_html(target)
+            return target
+        if kind not in ("svg", "png"):
+            raise InputError(f"save({str(path)!r}): the file must end in .html, .svg or .png.")
+        try:
+            self.static_figure(theme="light").write_image(target)
+        except (ImportError, ValueError, RuntimeError) as problem:
+            raise InputError(
+                f"saving the plot as .{kind} goes through plotly's image export, which failed "
+                f"({problem}): pip install kaleido, or save as .html."
+            ) from None
+        return target
 
     def to_html(self) -> str:
         head = "<tr><th>step</th>" + "".join(

@@ -255,6 +255,32 @@ class SteeringPanel(RunsWork):
             raise BadValue(str(problem)) from None
         return str(proposal["value"])
 
+    def to_records(self) -> list[dict[str, Any]]:
+        """The two texts shown: ``run`` ("baseline" / "steered"), the ``coefficient`` and
+        ``layers`` that produced them, and the ``text``."""
+        return [
+            {"run": "baseline", "coefficient": 0.0, "layers": [], "text": self.baseline},
+            {"run": "steered", "coefficient": self.shown_coefficient,
+             "layers": list(self.shown_layers), "text": self.steered},
+        ]  # fmt: skip
+
+    def figure(self, theme: str | None = "auto") -> Any:
+        """Baseline and steered text side by side, as a plotly table."""
+        import plotly.graph_objects as go
+
+        from ..records.export import themed
+
+        rows = self.to_records()
+        figure = go.Figure(
+            go.Table(
+                header={"values": ["baseline", f"steered (x{rows[1]['coefficient'] or 0:g}, "
+                                   f"layers {rows[1]['layers']})"]},
+                cells={"values": [[rows[0]["text"]], [rows[1]["text"]]], "align": "left"},
+            )
+        )  # fmt: skip
+        figure.update_layout(title=f"Steering: {self.source}", height=320)
+        return themed(figure, theme)
+
     def to_html(self) -> str:
         def column(title: str, text: str) -> str:
             return (

@@ -154,6 +154,7 @@ def test_values_saved_by_lenslab_widgets_are_kept_apart_from_the_users(sidebar):
     ]
     sidebar.before_cell()  # the user's next trace replaces only the user's values
     sidebar.trace_closed([[2.0]])
+    sidebar.trace_closed([], origin="activation_norms")  # saved nothing: hides nothing
     sidebar.after_cell(cell("..."))
     values = ask(sidebar, "saved")["values"]
     assert [(v["max"], v["origin"]) for v in values] == [

@@ -115,6 +115,8 @@ class Sidebar:
         """
         with self._lock:
             self._listener_seen = True
+            if origin and not saved:  # a widget's trace that saved nothing hides nothing
+                return
             # only the latest of each kind is shown: hold no others
             self._closed_traces["own" if origin else "user"] = (origin, list(saved))
 

@@ -150,6 +150,8 @@ test(`issue 20 in ${app}`, async ({ page }) => {
     await filter.fill('layers[5].mlp');
     await expect(card.locator('.lenslab-node[data-path="model.layers.5.mlp"]').first()).toBeVisible();
     await shot(sidebar, `${app}_sidebar_light`);
+    await cell(page, TRACE).evaluate(el => el.scrollIntoView({ block: 'start' }));
+    await page.screenshot({ path: path.join(artifacts, `${app}_page_light.png`) }); // the README's
     // command mode: the path goes on a line of its own, the cell's text stays as it was
     await cell(page, SCRATCH).locator('.cm-content').click();
     await page.keyboard.press('Escape');

@@ -14,7 +14,6 @@ import struct
 import zlib
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError, LensError
 from .grid import rgb_at
 
 if TYPE_CHECKING:
@@ -37,6 +36,8 @@ _TEMPLATES = {"light": "plotly_white", "dark": "plotly_dark"}
 def themed(figure: Any, theme: str | None = "auto") -> Any:
     """``figure`` laid out for ``theme``: "auto" (readable on light and dark), "light" or
     "dark" (plotly's templates, the page's background showing through in dark)."""
+    from ..errors import InputError
+
     theme = theme or "auto"
     if theme not in THEMES:
         raise InputError(f"theme must be one of {list(THEMES)}, got {theme!r}.")
@@ -51,6 +52,8 @@ def themed(figure: Any, theme: str | None = "auto") -> Any:
 
 def dataframe(rows: list[dict[str, Any]], columns: list[str]) -> Any:
     """A pandas DataFrame of ``rows`` (long format, one row per value)."""
+    from ..errors import LensError
+
     try:
         import pandas
     except ImportError:
@@ -117,6 +120,8 @@ def grid_svg(grid: Grid) -> str:
 
 def grid_png(grid: Grid, cell: int = 8) -> bytes:
     """A PNG of ``grid``'s cells (``cell`` pixels each; no labels: see ``grid_svg``)."""
+    from ..errors import InputError
+
     if not 1 <= cell <= 64:
         raise InputError(f"cell must be 1 to 64 pixels, got {cell!r}.")
     rows, cols = len(grid.rows), len(grid.cols)

@@ -61,6 +61,8 @@ def test_heatmap_saves_svg_and_png(norms, tmp_path):
     assert "<table" in html
     with pytest.raises(LensError, match=r"must end in .svg, .png or .html, got '.jpg'"):
         norms.save(tmp_path / "norms.jpg")
+    assert "must end in .svg, .png or .html" in norms.error  # shown in the widget too
+    norms.error = ""
     with pytest.raises(LensError, match="theme must be one of"):
         norms.figure(theme="sepia")
 

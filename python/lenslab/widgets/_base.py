@@ -83,10 +83,11 @@ class LensWidget(anywidget.AnyWidget):  # type: ignore[misc]
         target = Path(path)
         kind = target.suffix.lower().lstrip(".")
         if kind not in ("svg", "png", "html"):
-            raise LensError(
+            self.error = (
                 f"save({str(path)!r}): the file must end in .svg, .png or .html, got "
                 f"{target.suffix or 'no suffix'!r}."
             )
+            raise LensError(self.error)
         if kind == "html":
             target.write_text(f"<!doctype html><meta charset='utf-8'>{self.to_html()}")
             return target

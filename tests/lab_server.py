@@ -38,8 +38,11 @@ def require_browser() -> None:
 
 
 @contextmanager
-def running_lab(tmp_path: Path, work: Path, settings: dict[str, str]) -> Iterator[tuple[str, str]]:
-    """JupyterLab serving ``work``; ``settings`` maps a settings file (relative path) to JSON.
+def running_lab(
+    tmp_path: Path, work: Path, settings: dict[str, str], app: str = "jupyterlab"
+) -> Iterator[tuple[str, str]]:
+    """JupyterLab (or ``app="notebook"``: Notebook 7) serving ``work``; ``settings`` maps a
+    settings file (relative path) to JSON.
 
     Yields (url, token).
     """
@@ -56,7 +59,7 @@ def running_lab(tmp_path: Path, work: Path, settings: dict[str, str]) -> Iterato
         JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
     )
     command = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+        sys.executable, "-m", app, "--no-browser", "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={work}", "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from lenslab import NNsight
-from lenslab._lab import TorchInspector, saved_of
+from lenslab._lab import TorchInspector, origin_of, path_matches, saved_of
 from lenslab.engine import observers
 
 
@@ -100,3 +100,37 @@ def test_a_failing_trace_listener_never_breaks_anything():
     remove_seen()
     observers.trace_closed("u")
     assert seen == ["t"]
+
+
+def test_the_filter_matches_dotted_and_bracket_forms(smollm2):
+    inspector = TorchInspector()
+    bracket = [n["path"] for n in inspector.find(smollm2, "layers[5]", limit=50)]
+    for query in ("model.layers.5", "layers.5", "model.model.layers[5]", " LAYERS[5] "):
+        assert [n["path"] for n in inspector.find(smollm2, query, limit=50)] == bracket, query
+    # the block, its attention (5 modules), its MLP (5) and two norms
+    assert bracket[0] == ["model", "layers", "5"] and len(bracket) == 13
+    assert all(p[:3] == ["model", "layers", "5"] for p in bracket)  # not layers.50-59
+    assert [n["path"] for n in inspector.find(smollm2, "layers.5.mlp.up", limit=5)] == [
+        ["model", "layers", "5", "mlp", "up_proj"]
+    ]
+    assert path_matches("model.model.layers[12].mlp", "layers[1]") is False
+    assert path_matches("model.model.layers[12].mlp", "layers.1") is False
+    assert path_matches("model.model.layers[12].mlp", "layers[12].m") is True
+
+
+def test_traces_run_by_widgets_and_tools_are_labelled_by_origin(smollm2):
+    from lenslab import logit_lens
+    from lenslab.widgets import PatchingGrid, live_logit_lens
+
+    seen = []
+    remove = observers.add_trace_listener(lambda tracer: seen.append(origin_of(tracer)))
+    try:
+        with smollm2.trace("Hello"):
+            smollm2.lm_head.output.save()
+        logit_lens(smollm2, "Hello", layers=[0])
+        live_logit_lens(smollm2, "Hello", display=False)
+        grid = PatchingGrid(smollm2, "a b", "a c", " b", " c")
+        grid.patch(0, 0)
+    finally:
+        remove()
+    assert seen == ["", "logit_lens", "live_logit_lens", "PatchingGrid", "PatchingGrid"]

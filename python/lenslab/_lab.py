@@ -8,6 +8,7 @@ changes, and nothing runs until the sidebar asks.
 from __future__ import annotations
 
 import math
+import re
 import sys
 import threading
 import weakref
@@ -43,6 +44,7 @@ def register_sidebar() -> None:
         version=__version__,
         add_trace_listener=observers.add_trace_listener,
         saved_of=saved_of,
+        origin_of=origin_of,
     )
 
 
@@ -51,6 +53,50 @@ def saved_of(tracer: Any) -> list[Any] | None:
     if getattr(tracer, "_scan", False):
         return None
     return list(getattr(tracer, "saved", []))
+
+
+_OWN = ("lenslab.widgets", "lenslab.tools")
+
+
+def origin_of(_tracer: Any) -> str:
+    """Which lenslab widget or tool ran the trace now closing ("" for the user's own code).
+
+    Read from the call stack at close: the outermost frame in ``lenslab.widgets`` names its
+    widget's class (or the live-plot helper), else the outermost public ``lenslab.tools``
+    function (``logit_lens``).
+    """
+    widget = tool = ""
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith(_OWN):
+            owner = frame.f_locals.get("self")
+            name = frame.f_code.co_name
+            if module.startswith("lenslab.widgets"):
+                if owner is not None and type(owner).__module__.startswith("lenslab.widgets"):
+                    widget = type(owner).__name__
+                elif not name.startswith(("_", "<")):
+                    widget = name
+            elif not name.startswith(("_", "<")):
+                tool = name
+        frame = frame.f_back
+    return widget or tool
+
+
+def path_form(text: str) -> str:
+    """A module path in one form for matching: ``model.layers[5]`` -> ``model.layers.5``."""
+    return re.sub(r"\[\s*(-?\d+)\s*\]", r".\1", text.strip().lower())
+
+
+def path_matches(display: str, query: str) -> bool:
+    """Whether ``query`` (dotted ``layers.5`` or bracket ``layers[5]``) occurs in ``display``;
+    a query ending in an index (``layers[5]``, ``layers.5``) does not match ``layers.50``."""
+    needle, hay = path_form(query), path_form(display)
+    if not needle:
+        return False
+    if re.search(r"\.\d+$", needle):
+        return f"{needle}." in f"{hay}."
+    return needle in hay
 
 
 class TorchInspector:
@@ -110,13 +156,12 @@ class TorchInspector:
 
     def find(self, model: Any, query: str, limit: int) -> list[ModuleNode]:
         shapes = self._shapes.get(model._module, {})
-        needle = query.lower()
         found: list[ModuleNode] = []
         for dotted, module in model._module.named_modules():
             if not dotted:
                 continue
             path = dotted.split(".")
-            if needle in _display(path).lower():
+            if path_matches(_display(path), query):
                 found.append(_node(path[-1], path, module, shapes))
                 if len(found) >= limit:
                     break
@@ -133,6 +178,7 @@ class TorchInspector:
             "max": None,
             "spark": None,
             "heat": None,
+            "origin": "",
         }
         if not isinstance(value, torch.Tensor):
             if isinstance(value, int | float | bool | str):

@@ -135,3 +135,31 @@ def test_without_a_trace_listener_a_saving_cell_reports_what_it_bound(sidebar):
     sidebar.namespace["k"] = [1.0]
     sidebar.after_cell(cell("k = [1.0]"))  # no save(): not a trace result
     assert ask(sidebar, "saved")["trace"] == 1
+
+
+def test_values_saved_by_lenslab_widgets_are_kept_apart_from_the_users(sidebar):
+    sidebar.before_cell()
+    sidebar.namespace["h"] = [1.0, 3.0]
+    sidebar.trace_closed([sidebar.namespace["h"]])
+    sidebar.after_cell(cell("with model.trace('x'):\n    h = model.lm_head.output.save()"))
+    sidebar.before_cell()  # a widget's cell: its own traces must not replace the user's values
+    sidebar.trace_closed([[9.0]], origin="PatchingGrid")
+    sidebar.trace_closed([[4.0], [5.0]], origin="PatchingGrid")
+    sidebar.after_cell(cell("grid = PatchingGrid(model, clean, corrupted, ' Mary', ' John')"))
+    saved = ask(sidebar, "saved")
+    assert saved["trace"] == 2
+    assert [(v["name"], v["max"], v["origin"]) for v in saved["values"]] == [
+        ("h", 3.0, ""),
+        ("saved[0]", 4.0, "PatchingGrid"),
+        ("saved[1]", 5.0, "PatchingGrid"),
+    ]
+    sidebar.before_cell()  # the user's next trace replaces only the user's values
+    sidebar.trace_closed([[2.0]])
+    sidebar.trace_closed([], origin="activation_norms")  # saved nothing: hides nothing
+    sidebar.after_cell(cell("..."))
+    values = ask(sidebar, "saved")["values"]
+    assert [(v["max"], v["origin"]) for v in values] == [
+        (2.0, ""),
+        (4.0, "PatchingGrid"),
+        (5.0, "PatchingGrid"),
+    ]

@@ -68,11 +68,14 @@ PROBES = {
     """,
     "04_steering": """
         truth = raw(prompt).logits[0, -1].log_softmax(-1)
+        words = generated.texts[1][len(prompt):].split()
         verdict = {
-            "baseline": abs(baseline - float(truth[tok.encode(" love")[0]])) < 1e-4,
-            "steered_up": steered > baseline,
-            "grows": log_probs[-1] > log_probs[0],
+            "baseline": abs(baseline - float(truth[tok.encode(" terrible")[0]])) < 1e-4,
+            "steered_down": steered < baseline,
+            "grows": all(b > a for a, b in zip(log_probs, log_probs[1:])),
             "texts_differ": generated.texts[0] != generated.texts[1],
+            "readable": len(words) >= 6 and len(set(words)) >= 0.6 * len(words)
+            and sum(w.strip(".,!?'\\"").isalpha() for w in words) >= 0.7 * len(words),
             "panel": bool(panel.baseline) and bool(panel.steered),
         }
     """,

@@ -137,3 +137,7 @@ def test_heatmap_and_step_plot_refuse_misshapen_values():
     steps = StepPlot(["p"])
     with pytest.raises(LensError, match=r"no series \['q'\]"):
         steps.append(0, q=1.0)
+    with pytest.raises(LensError, match=r"no series 'q'"):
+        steps.values("q")
+    with pytest.raises(LensError, match="distinct series names"):
+        StepPlot(["p", "p"])

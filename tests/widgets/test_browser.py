@@ -64,6 +64,28 @@ STATE_CELLS = [
 ]
 
 
+ISSUE20_CELLS = [
+    "from lenslab import LanguageModel\n"
+    "from lenslab.widgets import PatchingGrid, SteeringPanel, activation_norms, generation_plot\n\n"
+    'model = LanguageModel("smollm2", dispatch=True)\n'
+    'prompt = "The Eiffel Tower is located in the city of"',
+    'steps, text = generation_plot(model, "The Eiffel Tower is in", max_new_tokens=3)',
+    'panel = SteeringPanel(model, "I think that you are", positive=["I love you"],\n'
+    '    negative=["I hate you"], layers=8, max_new_tokens=3)\npanel',
+    "panel.coefficient = 50\nprint(panel.low, panel.high, panel.shown_coefficient)",
+    "grid = PatchingGrid(model,\n"
+    '    "When John and Mary went to the shops, John gave the bag to",\n'
+    '    "When John and Mary went to the shops, Mary gave the bag to", " Mary", " John")\n'
+    "grid",
+    "with model.trace(prompt):\n    hidden = model.model.layers[5].output.save()",
+    "norms = activation_norms(model, prompt)",
+    'norms.save("norms.svg"), norms.save("norms.png")\n'
+    "print(\"norms.svg norms.png\", norms.to_numpy().shape)",
+    "x = 1",
+]
+ISSUE20_SHOTS = ("generation_plot", "steering_panel", "norms", "sidebar")
+
+
 def notebook(cells: list[str]) -> dict:
     return {
         "cells": [
@@ -78,7 +100,9 @@ def notebook(cells: list[str]) -> dict:
     }  # fmt: skip
 
 
-def serve(tmp_path: Path, notebooks: dict[str, str], settings: dict[str, str]):
+def serve(
+    tmp_path: Path, notebooks: dict[str, str], settings: dict[str, str], app: str = "jupyterlab"
+):
     require_browser()
     work = tmp_path / "work"
     work.mkdir()
@@ -87,10 +111,12 @@ def serve(tmp_path: Path, notebooks: dict[str, str], settings: dict[str, str]):
     quiet = {
         "@jupyterlab/apputils-extension/notification.jupyterlab-settings": '{"fetchNews": "false"}'
     }
-    return running_lab(tmp_path, work, {**quiet, **settings})
+    return running_lab(tmp_path, work, {**quiet, **settings}, app)
 
 
-def playwright(spec: str, url: str, token: str, artifacts: Path, tmp_path: Path) -> str:
+def playwright(
+    spec: str, url: str, token: str, artifacts: Path, tmp_path: Path, **extra: str
+) -> str:
     """Run one spec against the server; fail with its output and the server log."""
     shutil.rmtree(artifacts, ignore_errors=True)
     artifacts.mkdir(parents=True)
@@ -102,6 +128,7 @@ def playwright(spec: str, url: str, token: str, artifacts: Path, tmp_path: Path)
         LENSLAB_WIDGETS="1",
         CHROMIUM=CHROMIUM,
         PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1",
+        **extra,
     )
     result = subprocess.run(
         ["npx", "--no-install", "playwright", "test", "--config", "ui-tests/playwright.config.ts",
@@ -148,3 +175,27 @@ def test_styles_themes_and_kernel_restart(tmp_path):
         for name in ("sidebar", "module_tree", "layer_picker", "patching_grid", "norms"):
             assert (artifacts / f"{name}_{theme}.png").stat().st_size > 1000, (name, theme)
     assert (artifacts / "restarted.png").stat().st_size > 1000
+
+
+def walk_issue20(tmp_path: Path, app: str) -> Path:
+    artifacts = artifacts_for(f"issue20_{app}")
+    notebooks = {"issue20.ipynb": json.dumps(notebook(ISSUE20_CELLS))}
+    server = "jupyterlab" if app == "lab" else "notebook"
+    with serve(tmp_path, notebooks, {}, server) as (url, token):
+        playwright("issue20.spec.ts", url, token, artifacts, tmp_path, LENSLAB_APP=app)
+    for theme in ("light", "dark"):
+        for name in ISSUE20_SHOTS:
+            assert (artifacts / f"{app}_{name}_{theme}.png").stat().st_size > 1000, (name, theme)
+    assert (artifacts / f"{app}_sweep_running_light.png").stat().st_size > 1000
+    return artifacts
+
+
+@pytest.mark.usefixtures("this_checkout")
+def test_issue20_in_jupyterlab(tmp_path):
+    walk_issue20(tmp_path, "lab")
+
+
+@pytest.mark.usefixtures("this_checkout")
+def test_issue20_in_notebook7(tmp_path):
+    pytest.importorskip("notebook.app", reason="Notebook 7 (pip install notebook) is not installed")
+    walk_issue20(tmp_path, "notebook")

@@ -100,5 +100,20 @@ def test_generation_plot_tracks_each_step_like_hugging_face_scores(smollm2):
     entropy = [float(-(p * p.clamp_min(1e-12).log()).sum()) for p in probs]
     assert plot.values("entropy (nats)") == pytest.approx(entropy, abs=1e-3)
     assert text == smollm2.tokenizer.decode(out.sequences[0], skip_special_tokens=True)
+    # each step is labelled with the token generated there, on the axis and on hover
+    new_ids = out.sequences[0, ids["input_ids"].shape[1] :].tolist()
+    generated = [smollm2.tokenizer.decode(i) for i in new_ids]
+    assert plot.tokens == generated and plot.steps == [0, 1, 2, 3]
+    figure = plot.figure
+    bottom = figure.layout[f"xaxis{len(plot.series)}"]
+    assert list(bottom.ticktext) == [f"{i}: {t!r}" for i, t in enumerate(generated)]
+    for trace in figure.data:
+        assert list(trace.customdata) == [repr(t) for t in generated]
+        assert "%{customdata}" in trace.hovertemplate and trace.name in trace.hovertemplate
+        assert "%{y" in trace.hovertemplate and "step %{x}" in trace.hovertemplate
+    # each metric on its own y axis, titled with its name
+    assert [t.yaxis for t in figure.data] == ["y", "y2"]
+    assert figure.layout.yaxis.title.text == "top-1 probability"
+    assert figure.layout.yaxis2.title.text == "entropy (nats)"
     bundle = plot._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle and "<table" in bundle["text/html"]

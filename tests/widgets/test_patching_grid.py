@@ -3,6 +3,8 @@ sweep fills the grid batch by batch and ends equal to activation_patching."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -83,7 +85,9 @@ def test_a_bad_request_is_answered_with_an_error(grid, wire):
 def test_the_sweep_button_fills_the_grid_progressively(grid, smollm2, wire):
     sent = wire(grid)
     front_end_sends(grid, {"kind": "sweep", "id": 9})
-    assert sent.custom()[-1]["ok"]
+    assert sent.custom()[-1]["ok"]  # accepted: it runs in the background
+    grid.wait(timeout=600)
+    assert grid.outcome == "sweep done" and not grid.busy and grid.task == ""
     updates = sent.updates("values")
     assert len(updates) == 30  # one forward (one layer's row of 14 patches) at a time
     filled = [
@@ -111,3 +115,56 @@ def test_the_sweep_button_fills_the_grid_progressively(grid, smollm2, wire):
     assert np.isnan(again.array[:, 0]).all()
     html = grid._repr_mimebundle_()[0]["text/html"]
     assert html.count("<td") >= 30 * 14
+
+
+def test_a_background_sweep_refuses_clicks_reports_time_left_and_cancels(smollm2, wire):
+    grid = PatchingGrid(smollm2, CLEAN, CORRUPTED, " Mary", " John")
+    sent = wire(grid)
+    reached, go = threading.Event(), threading.Event()
+    report = grid.report
+
+    def pause_after_two_rows(done, total):
+        report(done, total)
+        if done == 2 * 14:
+            reached.set()
+            go.wait(60)
+
+    grid.report = pause_after_two_rows
+    front_end_sends(grid, {"kind": "sweep", "id": 1})
+    assert sent.custom()[-1] == {"kind": "reply", "id": 1, "ok": True, "error": ""}
+    assert reached.wait(300), "the sweep never got past two rows"
+    assert grid.running and grid.busy and grid.task == "sweep"
+    assert grid.progress == pytest.approx(2 / 30) and grid.eta > 0
+    front_end_sends(grid, {"kind": "patch", "id": 2, "layer": 3, "position": 4})
+    front_end_sends(grid, {"kind": "sweep", "id": 3})
+    refused = sent.custom()[-2:]
+    assert [r["ok"] for r in refused] == [False, False]
+    assert "refused: the sweep is running (7%)" in refused[0]["error"]
+    assert "layer 3, position 4 again" in refused[0]["error"]
+    assert "refused: a sweep is running" in refused[1]["error"]
+    assert grid.error == "" and grid.busy  # a refusal is no error, and the sweep goes on
+    front_end_sends(grid, {"kind": "cancel", "id": 4})
+    go.set()
+    grid.wait(timeout=120)
+    assert not grid.running and not grid.busy and grid.task == "" and grid.eta == -1
+    assert grid.outcome == "sweep cancelled at 7%" and grid.result is None
+    filled = np.isfinite(grid.array).all(axis=1)
+    assert filled[:2].all() and not filled[3:].any()  # the rows done stay, no more are run
+    np.testing.assert_allclose(grid.array[:2, 13], [plain_score(smollm2, i, 13) for i in (0, 1)],
+                               atol=1e-3)  # fmt: skip
+    front_end_sends(grid, {"kind": "patch", "id": 5, "layer": 3, "position": 4})
+    assert sent.custom()[-1]["ok"]  # after the run, clicks work again
+
+
+def plain_score(model, layer, position):
+    clean, corrupted, patched = plain_patch(model, layer, position)
+    mary, john = (model.tokenizer.encode(t)[0] for t in (" Mary", " John"))
+    diff = lambda logits: float(logits[mary] - logits[john])  # noqa: E731
+    return (diff(patched) - diff(corrupted)) / (diff(clean) - diff(corrupted))
+
+
+def test_a_sweep_from_code_runs_in_the_cell_and_returns_the_result(smollm2):
+    grid = PatchingGrid(smollm2, CLEAN, CORRUPTED, " Mary", " John")
+    result = grid.sweep(batch_size=14 * 15)
+    assert result is grid.result and grid.outcome == "sweep done" and grid.progress == 1.0
+    np.testing.assert_allclose(grid.array, result.scores["resid"].numpy(), atol=1e-6)

@@ -3,13 +3,15 @@ move from the front end regenerates with busy set while it runs."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
 from lenslab import steering_vector
 from lenslab.widgets import SteeringPanel
 
-from .conftest import front_end_sets
+from .conftest import front_end_sends, front_end_sets
 
 PROMPT = "I think that you are"
 POSITIVE = ["I love you", "You are wonderful"]
@@ -52,12 +54,17 @@ def test_first_render_shows_baseline_and_steered_like_plain_hooks(panel, smollm2
     assert panel.runs == 1 and not panel.busy
     html = panel._repr_mimebundle_()[0]["text/html"]
     assert "baseline" in html and panel.steered.split()[-1] in html
+    baseline, steered = panel.to_records()
+    assert (baseline["text"], steered["text"]) == (panel.baseline, panel.steered)
+    assert (steered["coefficient"], steered["layers"]) == (1.0, [8])
+    assert list(panel.figure().data[0].cells.values) == [[panel.baseline], [panel.steered]]
 
 
 def test_a_slider_move_regenerates_with_a_busy_indicator(panel, smollm2, wire):
     sent = wire(panel)
     runs = panel.runs
     front_end_sets(panel, coefficient=-2.0)
+    panel.wait()
     busy = [message["state"]["busy"] for message, _ in sent.updates("busy")]
     assert busy == [True, False]
     assert panel.runs == runs + 1
@@ -68,10 +75,12 @@ def test_a_slider_move_regenerates_with_a_busy_indicator(panel, smollm2, wire):
 
 def test_layers_from_the_front_end_recompute_the_vector(panel, smollm2):
     front_end_sets(panel, layers=[12, 4])
+    panel.wait()
     assert panel.layers == [4, 12]
     vector = steering_vector(smollm2, POSITIVE, NEGATIVE, layer=4)
     assert panel.steered == hooked_generation(smollm2, vector, [4, 12], panel.coefficient)
     front_end_sets(panel, layers=[])
+    panel.wait()
     assert panel.error == "choose at least one layer"
 
 
@@ -84,3 +93,104 @@ def test_a_saved_vector(smollm2):
     assert panel.steered == hooked_generation(smollm2, vector, [6], 2.0)
     with pytest.raises(ValueError, match="either"):
         SteeringPanel(smollm2, PROMPT)
+
+
+def test_a_coefficient_from_code_beyond_the_slider_widens_its_range(panel):
+    panel.layers = [8]
+    low, high = panel.low, panel.high
+    panel.coefficient = 50
+    assert panel.coefficient == 50.0 and panel.high == 50.0 and panel.low == low
+    assert panel.shown_coefficient == 50.0  # regenerated: the header labels the new text
+    panel.coefficient = -7.25
+    assert (panel.low, panel.high) == (-8.0, 50.0)
+    panel.high = high
+    assert panel.coefficient == -7.25
+    panel.low = -2.0  # a narrower range moves the coefficient inside it, as a slider would
+    assert panel.coefficient == -2.0 and panel.shown_coefficient == -2.0
+    panel.low = low
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "big", None])
+def test_a_coefficient_that_is_no_finite_number_is_a_lens_error_shown_in_the_panel(panel, bad):
+    from lenslab.errors import LensError
+
+    before = panel.coefficient
+    with pytest.raises(LensError, match="coefficient must be a finite number"):
+        panel.coefficient = bad
+    assert panel.coefficient == before and "finite number" in panel.error
+    with pytest.raises(LensError, match="low < high"):
+        panel.low = panel.high + 1
+
+
+def test_headers_name_the_setting_of_the_text_they_label(smollm2, wire):
+    panel = SteeringPanel(
+        smollm2, PROMPT, positive=POSITIVE, negative=NEGATIVE, layers=8, max_new_tokens=2
+    )
+    assert (panel.shown_coefficient, panel.shown_layers) == (1.0, [8])
+    sent = wire(panel)
+    front_end_sets(panel, coefficient=-2.0)
+    panel.wait()
+    # the header's setting travels in the same message as the text it labels
+    (message, _), *_ = sent.updates("steered")
+    assert message["state"]["shown_coefficient"] == -2.0 and "steered" in message["state"]
+    shown = [m["state"]["shown_coefficient"] for m, _ in sent.updates("shown_coefficient")]
+    assert shown == [-2.0]
+    assert "steered (x-2)" in panel._repr_mimebundle_()[0]["text/html"]
+
+
+def test_a_move_while_generating_is_queued_and_the_latest_setting_wins(smollm2, wire):
+    panel = SteeringPanel(
+        smollm2, PROMPT, positive=POSITIVE, negative=NEGATIVE, layers=8, max_new_tokens=TOKENS
+    )
+    sent = wire(panel)
+    reached, go = threading.Event(), threading.Event()
+    report = panel.report
+
+    def pause_at_the_second_token(done, total):
+        report(done, total)
+        if done == 2 and not reached.is_set():
+            reached.set()
+            go.wait(60)
+
+    panel.report = pause_at_the_second_token
+    front_end_sets(panel, coefficient=3.0)
+    assert reached.wait(300)
+    assert panel.task == "generate" and panel.progress == pytest.approx(2 / TOKENS)
+    assert panel.eta > 0
+    front_end_sets(panel, coefficient=-3.0)  # while the first runs: queued, the first stops
+    assert panel.queued == "×-3 at layers [8]"
+    go.set()
+    panel.wait(timeout=300)
+    assert panel.queued == "" and not panel.busy and panel.outcome == "generate done"
+    assert panel.shown_coefficient == -3.0 and panel.runs == 2  # the first never showed
+    vector = steering_vector(smollm2, POSITIVE, NEGATIVE, layer=8)
+    assert panel.steered == hooked_generation(smollm2, vector, [8], -3.0)
+    outcomes = [m["state"]["outcome"] for m, _ in sent.updates("outcome")]
+    assert "generate cancelled at 33%" in outcomes
+    progress = [m["state"]["progress"] for m, _ in sent.updates("progress")]
+    assert progress[-1] == 1.0
+
+
+def test_cancel_keeps_the_text_shown(smollm2, wire):
+    panel = SteeringPanel(
+        smollm2, PROMPT, positive=POSITIVE, negative=NEGATIVE, layers=8, max_new_tokens=TOKENS
+    )
+    before = (panel.steered, panel.shown_coefficient, panel.runs)
+    reached, go = threading.Event(), threading.Event()
+    report = panel.report
+
+    def pause(done, total):
+        report(done, total)
+        if done == 1:
+            reached.set()
+            go.wait(60)
+
+    panel.report = pause
+    front_end_sets(panel, coefficient=4.0)
+    assert reached.wait(300)
+    front_end_sends(panel, {"kind": "cancel", "id": 1})
+    go.set()
+    panel.wait(timeout=300)
+    assert (panel.steered, panel.shown_coefficient, panel.runs) == before
+    assert panel.outcome.startswith("generate cancelled") and panel.coefficient == 4.0
+    assert not panel.busy and panel.task == ""

@@ -12,7 +12,10 @@ import { ICommandPalette } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
 
+import { insertAtCursor } from './insert';
 import { LensSidebar } from './panel';
+
+export { insertAtCursor };
 
 export namespace CommandIDs {
   export const open = 'lenslab:open';
@@ -30,25 +33,6 @@ export const lensIcon = new LabIcon({
     'A7 7 0 1 1 10 3zm0 2a5 5 0 1 0 0 10 5 5 0 0 0 0-10z"/><circle cx="10" cy="10" r="2"/></g>' +
     '</svg>'
 });
-
-/** Insert `text` at the cursor of the active notebook's active cell. */
-export function insertAtCursor(tracker: INotebookTracker, text: string): boolean {
-  const editor = tracker.activeCell?.editor ?? null;
-  if (editor === null) {
-    console.warn('[lenslab] no active cell to insert into');
-    return false;
-  }
-  if (editor.replaceSelection !== undefined) {
-    editor.replaceSelection(text);
-  } else {
-    const position = editor.getCursorPosition();
-    const offset = editor.getOffsetAt(position);
-    const source = editor.model.sharedModel.getSource();
-    editor.model.sharedModel.setSource(source.slice(0, offset) + text + source.slice(offset));
-  }
-  editor.focus();
-  return true;
-}
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,

@@ -61,6 +61,8 @@ export interface ISavedValue {
   max: number | null;
   spark: number[] | null;
   heat: number[][] | null;
+  /** "" for the user's own trace, else the lenslab widget or tool that ran it. */
+  origin: string;
 }
 
 export interface ISavedSnapshot {

@@ -122,16 +122,26 @@ export class SidebarView {
       return;
     }
     this._savedTitle.textContent = `Saved by the last trace (#${snapshot.trace})`;
-    const table = element('table', 'lenslab-saved-table');
-    const head = element('tr', 'lenslab-saved-head');
-    for (const label of ['name', 'shape', 'min / mean / max', '']) {
-      head.append(element('th', '', label));
+    // The user's own values first; what lenslab's widgets and tools saved in their own traces
+    // is listed apart, under the name of the widget or tool, and never replaces them.
+    const mine = snapshot.values.filter(value => !value.origin);
+    const own = snapshot.values.filter(value => value.origin);
+    if (mine.length > 0) {
+      this._saved.append(savedTable(mine));
+    } else {
+      this._saved.append(
+        element('div', 'lenslab-empty', 'Run a trace with .save() to see its values here.')
+      );
     }
-    table.append(head);
-    for (const value of snapshot.values) {
-      table.append(renderSavedRow(value));
+    if (own.length > 0) {
+      const origins = [...new Set(own.map(value => value.origin))].join(', ');
+      const group = element('div', 'lenslab-saved-own');
+      group.append(
+        element('h4', 'lenslab-saved-origin', `From lenslab's own traces (${origins})`),
+        savedTable(own)
+      );
+      this._saved.append(group);
     }
-    this._saved.append(table);
   }
 
   clear(): void {
@@ -288,9 +298,23 @@ class ModelCard {
   private _filterToken = 0;
 }
 
+function savedTable(values: ISavedValue[]): HTMLElement {
+  const table = element('table', 'lenslab-saved-table');
+  const head = element('tr', 'lenslab-saved-head');
+  for (const label of ['name', 'shape', 'min / mean / max', '']) {
+    head.append(element('th', '', label));
+  }
+  table.append(head);
+  for (const value of values) {
+    table.append(renderSavedRow(value));
+  }
+  return table;
+}
+
 export function renderSavedRow(value: ISavedValue): HTMLElement {
   const row = element('tr', 'lenslab-saved-row');
   row.dataset.name = value.name;
+  row.dataset.origin = value.origin ?? '';
   const name = element('td', 'lenslab-saved-name', value.name);
   const shape = element('td', 'lenslab-saved-shape');
   shape.textContent =
@@ -304,7 +328,7 @@ export function renderSavedRow(value: ISavedValue): HTMLElement {
   );
   const plot = element('td', 'lenslab-saved-plot');
   if (value.heat !== null) {
-    plot.append(renderHeatmap(value.heat));
+    plot.append(renderHeatmap(value.heat, value.name, value.shape));
   } else if (value.spark !== null) {
     plot.append(renderSparkline(value.spark));
   }
@@ -324,7 +348,37 @@ export function renderSparkline(values: number[]): SVGElement {
   return svg;
 }
 
-export function renderHeatmap(grid: number[][]): SVGElement {
+/**
+ * Where cell (`r`, `c`) of a downsampled grid comes from in the value: ``h[0, 3, 96:108]``
+ * (the leading indices are 0, as the kernel took the first matrix; ranges where cells were
+ * averaged, as adaptive pooling does).
+ */
+export function cellSource(
+  name: string,
+  shape: number[] | null,
+  rows: number,
+  cols: number,
+  r: number,
+  c: number
+): string {
+  const span = (i: number, bins: number, size: number): string => {
+    const start = Math.floor((i * size) / bins);
+    const end = Math.ceil(((i + 1) * size) / bins);
+    return end - start <= 1 ? String(start) : `${start}:${end}`;
+  };
+  if (shape === null || shape.length < 2) {
+    return `${name} row ${r}, column ${c}`;
+  }
+  const lead = shape.slice(0, -2).map(() => '0');
+  const [height, width] = shape.slice(-2);
+  return `${name}[${[...lead, span(r, rows, height), span(c, cols, width)].join(', ')}]`;
+}
+
+export function renderHeatmap(
+  grid: number[][],
+  name = 'value',
+  shape: number[] | null = null
+): SVGElement {
   const rows = grid.length;
   const cols = rows ? grid[0].length : 0;
   const cell = Math.max(1, Math.min(4, Math.floor(SPARK_WIDTH / Math.max(cols, 1))));
@@ -342,6 +396,12 @@ export function renderHeatmap(grid: number[][]): SVGElement {
       rect.setAttribute('height', String(tall));
       rect.setAttribute('class', value.sign < 0 ? 'lenslab-neg' : 'lenslab-pos');
       rect.setAttribute('fill-opacity', value.strength.toFixed(2));
+      // the hover names the row, the column and the value
+      const title = document.createElementNS(SVG, 'title');
+      const where = cellSource(name, shape, rows, cols, y, x);
+      const pooled = where.includes(':') ? 'mean ' : '';
+      title.textContent = `${where}: ${pooled}${formatNumber(grid[y][x])}`;
+      rect.append(title);
       svg.append(rect);
     })
   );

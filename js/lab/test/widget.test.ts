@@ -1,5 +1,6 @@
 import { IModuleNode } from '../src/protocol';
-import { IViewActions, SidebarView } from '../src/widget';
+import { IViewActions, SidebarView, cellSource } from '../src/widget';
+import { insertAtCursor } from '../src/insert';
 
 const model = {
   name: 'model',
@@ -108,7 +109,7 @@ describe('SidebarView', () => {
 
   it('shows saved values with a sparkline or a heatmap', () => {
     const view = new SidebarView(fakeActions().actions);
-    const base = { kind: 'Tensor', dtype: 'float32', min: -1, mean: 0.5, max: 2 };
+    const base = { kind: 'Tensor', dtype: 'float32', min: -1, mean: 0.5, max: 2, origin: '' };
     view.setSaved({
       trace: 2,
       values: [
@@ -129,5 +130,69 @@ describe('SidebarView', () => {
     expect(rows[0].querySelector('.lenslab-saved-stats')?.textContent).toBe('-1 / 0.5 / 2');
     expect(rows[2].textContent).toContain('int = 3');
     expect(view.node.textContent).toContain('Saved by the last trace (#2)');
+  });
+
+  it('lists values from lenslab widgets apart, by origin, and heatmap cells name their source', () => {
+    const view = new SidebarView(fakeActions().actions);
+    const base = { kind: 'Tensor', dtype: 'float32', min: -1, mean: 0.5, max: 2, spark: null };
+    view.setSaved({
+      trace: 3,
+      values: [
+        { ...base, name: 'hidden', shape: [1, 4, 576], heat: [[1, -1], [0, 2]], origin: '' },
+        { ...base, name: 'saved[0]', shape: [1, 14], heat: null, origin: 'PatchingGrid' }
+      ]
+    });
+    const mine = view.node.querySelectorAll('.lenslab-saved > table .lenslab-saved-row');
+    expect([...mine].map(row => (row as HTMLElement).dataset.name)).toEqual(['hidden']);
+    const own = view.node.querySelector('.lenslab-saved-own');
+    expect(own?.querySelector('h4')?.textContent).toBe("From lenslab's own traces (PatchingGrid)");
+    expect(own?.querySelectorAll('.lenslab-saved-row')).toHaveLength(1);
+    const titles = [...view.node.querySelectorAll('.lenslab-heatmap rect title')].map(
+      t => t.textContent
+    );
+    expect(titles).toEqual([
+      'hidden[0, 0:2, 0:288]: mean 1',
+      'hidden[0, 0:2, 288:576]: mean -1',
+      'hidden[0, 2:4, 0:288]: mean 0',
+      'hidden[0, 2:4, 288:576]: mean 2'
+    ]);
+    expect(cellSource('h', [3, 5], 3, 5, 1, 4)).toBe('h[1, 4]');
+    expect(cellSource('x', null, 2, 2, 0, 1)).toBe('x row 0, column 1');
+  });
+});
+
+describe('insertAtCursor', () => {
+  function fakeNotebook(mode: 'edit' | 'command', source: string) {
+    let text = source;
+    let cursor = -1;
+    const editor = {
+      model: { sharedModel: { getSource: () => text, setSource: (s: string) => (text = s) } },
+      replaceSelection: (s: string) => (text = text.slice(0, 3) + s + text.slice(3)),
+      getPositionAt: (offset: number) => ({ line: 0, column: offset }),
+      setCursorPosition: (p: { column: number }) => (cursor = p.column),
+      getCursorPosition: () => ({ line: 0, column: 3 }),
+      getOffsetAt: () => 3,
+      focus: () => undefined
+    };
+    const content = { mode };
+    const tracker = { activeCell: { editor }, currentWidget: { content } };
+    return { tracker: tracker as any, text: () => text, content, cursor: () => cursor };
+  }
+
+  it('in edit mode, replaces the selection at the cursor', () => {
+    const notebook = fakeNotebook('edit', 'x = model');
+    expect(insertAtCursor(notebook.tracker, '.layers[5]')).toBe(true);
+    expect(notebook.text()).toBe('x =.layers[5] model'); // at the (fake) cursor, offset 3
+  });
+
+  it('in command mode, adds a line at the end and enters edit mode after it', () => {
+    const notebook = fakeNotebook('command', 'x = 1');
+    insertAtCursor(notebook.tracker, 'model.model.layers[5]');
+    expect(notebook.text()).toBe('x = 1\nmodel.model.layers[5]');
+    expect(notebook.content.mode).toBe('edit');
+    expect(notebook.cursor()).toBe(notebook.text().length);
+    const empty = fakeNotebook('command', '');
+    insertAtCursor(empty.tracker, 'model.lm_head');
+    expect(empty.text()).toBe('model.lm_head');
   });
 });

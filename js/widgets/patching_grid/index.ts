@@ -5,6 +5,7 @@ import { frame } from "../shared/connection";
 import { h, on } from "../shared/dom";
 import { HeatmapView } from "../shared/heatmap";
 import { request } from "../shared/protocol";
+import { RUN_EVENTS, RunStatus, type RunTraits } from "../shared/runs";
 import { HEATMAP_EVENTS, type HeatmapTraits, heatmapData } from "../shared/traits";
 
 interface TopToken {
@@ -24,15 +25,14 @@ interface Outcome {
   patched: TopToken[];
 }
 
-interface Traits extends HeatmapTraits {
+interface Traits extends HeatmapTraits, RunTraits {
   component: string;
   detail: Outcome | Record<string, never>;
-  progress: number;
   summary: string;
 }
 
 const PATCH_TIMEOUT_MS = 120_000;
-const SWEEP_TIMEOUT_MS = 1_800_000;
+const SWEEP_TIMEOUT_MS = 60_000; // the reply comes when the sweep starts, in the background
 
 /** One table: rank rows, a clean / corrupted / patched column each (token, probability, bar). */
 function topTable(outcome: Outcome): HTMLTableElement {
@@ -67,8 +67,9 @@ function render({ model, el }: RenderProps<Traits>): () => void {
   const title = h("div", { className: "lenslab-title" });
   const summary = h("div", { className: "lenslab-muted" });
   const sweep = h("button", { text: "Run full sweep" });
-  const bar = h("div", { className: "lenslab-bar" }, [h("div")]);
+  const run = new RunStatus(model, connection);
   const status = h("span");
+  status.dataset.role = "patch-status";
   const error = h("div", { className: "lenslab-error" });
   const detail = h("div", { className: "lenslab-detail" });
   // A request that fails (no reply, kernel gone) clears its status line: no endless spinner.
@@ -79,6 +80,11 @@ function render({ model, el }: RenderProps<Traits>): () => void {
     });
   };
   const view = new HeatmapView((layer, position) => {
+    if (run.running) {
+      // a click during the sweep is refused, and says so (the kernel would refuse it too)
+      run.note(`refused: the sweep is running; cancel it or wait, then click layer ${layer}, position ${position} again`, "refused");
+      return;
+    }
     status.className = "lenslab-busy";
     status.textContent = `patching layer ${layer}, position ${position}…`;
     ask({ kind: "patch", layer, position }, PATCH_TIMEOUT_MS);
@@ -86,7 +92,7 @@ function render({ model, el }: RenderProps<Traits>): () => void {
   root.append(
     title,
     summary,
-    h("div", { className: "lenslab-row" }, [sweep, bar, status]),
+    h("div", { className: "lenslab-row" }, [sweep, run.element, status]),
     error,
     h("div", { className: "lenslab-split" }, [view.element, detail]),
   );
@@ -103,14 +109,12 @@ function render({ model, el }: RenderProps<Traits>): () => void {
     head.dataset.score = String(d.score);
     detail.replaceChildren(head, topTable(d as Outcome));
   };
+  // The one-cell patch's line; the sweep's progress, time left and Cancel are `run`'s.
   const drawStatus = (): void => {
     const busy = model.get("busy") && connection.live;
-    const progress = model.get("progress");
-    (bar.firstChild as HTMLDivElement).style.width = `${Math.round(progress * 100)}%`;
-    status.className = busy ? "lenslab-busy" : "";
-    if (!connection.live) status.textContent = progress > 0 && progress < 1 ? "sweep stopped" : "";
-    else if (!busy) status.textContent = progress >= 1 ? "sweep done" : "";
-    else if (progress > 0) status.textContent = `sweeping… ${Math.round(progress * 100)}%`;
+    const patching = busy && !run.running;
+    status.className = patching ? "lenslab-busy" : "";
+    if (!patching) status.textContent = "";
     sweep.disabled = busy;
     if (connection.live) error.textContent = model.get("error");
   };
@@ -122,20 +126,20 @@ function render({ model, el }: RenderProps<Traits>): () => void {
 
   const cleanups = [
     on(sweep, "click", () => {
-      status.className = "lenslab-busy";
-      status.textContent = "sweeping…";
+      sweep.disabled = true;
       ask({ kind: "sweep" }, SWEEP_TIMEOUT_MS);
     }),
     connection.onLost(drawStatus),
     listen(model, `${HEATMAP_EVENTS} change:title change:summary`, drawGrid),
     listen(model, "change:detail", drawDetail),
-    listen(model, "change:busy change:progress change:error", drawStatus),
+    listen(model, `${RUN_EVENTS} change:error`, drawStatus),
   ];
   drawGrid();
   drawDetail();
   drawStatus();
   return () => {
     cleanups.forEach((cleanup) => cleanup());
+    run.dispose();
     view.dispose();
     dispose();
   };

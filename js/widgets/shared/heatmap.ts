@@ -53,7 +53,11 @@ export class HeatmapView {
     this.canvas = h("canvas");
     this.canvas.style.cursor = "pointer";
     this.scroller = h("div", { className: "lenslab-scroll" }, [this.canvas]);
-    this.element = h("div", { className: "lenslab-heatmap" }, [this.legend.element, this.scroller]);
+    // Save the grid as drawn (labels, colours, cell text); Python's .save() writes SVG / PNG.
+    const save = h("button", { text: "Save PNG", title: "Download the grid as a PNG image" });
+    save.dataset.role = "save-png";
+    const bar = h("div", { className: "lenslab-row" }, [this.legend.element, save]);
+    this.element = h("div", { className: "lenslab-heatmap" }, [bar, this.scroller]);
     // Cells and labels take the theme's colours: repaint when JupyterLab switches theme.
     const theme = new MutationObserver(() => {
       this.light = lightTheme();
@@ -67,6 +71,7 @@ export class HeatmapView {
         cancelAnimationFrame(this.frame);
         this.frame = requestAnimationFrame(() => this.data && this.paintAll());
       }),
+      on(save, "click", () => this.download()),
       on(this.canvas, "mousemove", (e) => this.hover(e)),
       on(this.canvas, "mouseleave", () => this.tip.hide()),
       on(this.canvas, "click", (e) => {
@@ -115,6 +120,16 @@ export class HeatmapView {
     this.paintSelection(ctx, old.selected);
     this.painted = data.values.slice();
     if (this.scroller.scrollLeft || this.scroller.scrollTop) this.paintLabels(ctx);
+  }
+
+  /** Download the canvas as `lenslab-heatmap.png` (a data URL: no server round trip). */
+  download(name = "lenslab-heatmap.png"): string {
+    const url = this.canvas.toDataURL("image/png");
+    const link = h("a");
+    link.href = url;
+    link.download = name;
+    link.click();
+    return url;
   }
 
   /** Remove every listener and the tooltip. */

@@ -51,6 +51,9 @@ export const CSS = `
 .lenslab-bar { height: 6px; background: var(--jp-layout-color3, #e4e6ee); border-radius: 3px;
   overflow: hidden; width: 160px; }
 .lenslab-bar > div { height: 100%; background: #2f6fdf; }
+.lenslab-run { margin: 0; flex-wrap: wrap; }
+.lenslab-note[data-kind="refused"] { color: var(--jp-warn-color1, #a45a00); }
+.lenslab-note[data-kind="queued"] { color: var(--jp-ui-font-color2, #555); font-style: italic; }
 .lenslab-split { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 .lenslab-detail { flex: 1 1 340px; min-width: 340px; border: 1px solid var(--jp-border-color2, #dde);
   border-radius: 4px; padding: 6px; }

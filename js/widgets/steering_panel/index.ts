@@ -3,8 +3,9 @@ import { type RenderProps, type BaseTraits, listen } from "../shared/anywidget";
 import { Chips } from "../shared/chips";
 import { frame } from "../shared/connection";
 import { debounce, h, on } from "../shared/dom";
+import { RUN_EVENTS, RunStatus, type RunTraits } from "../shared/runs";
 
-interface Traits extends BaseTraits {
+interface Traits extends BaseTraits, RunTraits {
   prompt: string;
   num_layers: number;
   layers: number[];
@@ -15,9 +16,16 @@ interface Traits extends BaseTraits {
   baseline: string;
   steered: string;
   runs: number;
+  shown_coefficient: number | null;
+  shown_layers: number[];
 }
 
 const DEBOUNCE_MS = 350;
+
+/** One decimal on the slider's scale, more where code set a finer value (0.25 stays 0.25). */
+function formatCoefficient(value: number): string {
+  return Number.isInteger(value * 10) ? value.toFixed(1) : String(Number(value.toPrecision(4)));
+}
 
 function render({ model, el }: RenderProps<Traits>): () => void {
   const { root, connection, dispose } = frame(el, model, "steering_panel");
@@ -28,8 +36,10 @@ function render({ model, el }: RenderProps<Traits>): () => void {
   slider.style.width = "260px";
   const value = h("code", { className: "lenslab-code" });
   const busy = h("span");
+  const run = new RunStatus(model, connection);
   const error = h("div", { className: "lenslab-error" });
   const layers = new Chips((chosen) => {
+    if (run.running) run.note(`queued: layers ${chosen.join(", ")} run when this generation stops`, "queued");
     model.set("layers", chosen);
     model.save_changes();
   }, model.get("layers"));
@@ -44,6 +54,7 @@ function render({ model, el }: RenderProps<Traits>): () => void {
     h("div", { className: "lenslab-row" }, [h("b", { text: "Layers" })]),
     layers.element,
     h("div", { className: "lenslab-row" }, [h("b", { text: "Coefficient" }), slider, value, busy]),
+    run.element,
     error,
     h("div", { className: "lenslab-columns" }, [
       h("div", {}, [h("b", { text: "baseline" }), baseline]),
@@ -60,34 +71,46 @@ function render({ model, el }: RenderProps<Traits>): () => void {
     slider.min = String(model.get("low"));
     slider.max = String(model.get("high"));
     slider.value = String(model.get("coefficient"));
-    value.textContent = model.get("coefficient").toFixed(1);
+    value.textContent = formatCoefficient(model.get("coefficient"));
     layers.setLabels([...Array(model.get("num_layers")).keys()].map(String));
     layers.setChosen(model.get("layers"));
     baseline.textContent = model.get("baseline");
     steered.textContent = model.get("steered");
-    steeredTitle.textContent = `steered (×${model.get("coefficient").toFixed(1)})`;
+    // The header names the setting of the text below it, so it changes with that text.
+    const shown = model.get("shown_coefficient");
+    const at = model.get("shown_layers");
+    steeredTitle.textContent =
+      shown === null ? "steered" : `steered (×${formatCoefficient(shown)}, layers ${at.join(", ")})`;
+    steeredTitle.dataset.coefficient = shown === null ? "" : String(shown);
     root.dataset.runs = String(model.get("runs"));
   };
+  // `busy` is only the slider's own "waiting…" (a move not yet sent); the generation's
+  // progress, time left, queue and Cancel are `run`'s.
   const drawBusy = (): void => {
-    const running = model.get("busy") && connection.live;
-    busy.className = running ? "lenslab-busy" : "";
-    busy.textContent = running ? "generating…" : "";
+    busy.className = "";
+    busy.textContent = "";
     if (connection.live) error.textContent = model.get("error");
   };
 
   const cleanups = [
     on(slider, "input", () => {
-      value.textContent = Number(slider.value).toFixed(1);
-      busy.className = "lenslab-busy";
-      busy.textContent = "waiting…";
-      send.call(Number(slider.value));
+      const next = Number(slider.value);
+      value.textContent = formatCoefficient(next);
+      if (run.running) {
+        // the kernel stops the running generation and runs the latest setting next
+        run.note(`queued: ×${formatCoefficient(next)} runs when this generation stops`, "queued");
+      } else {
+        busy.className = "lenslab-busy";
+        busy.textContent = "waiting…";
+      }
+      send.call(next);
     }),
     listen(
       model,
-      "change:coefficient change:layers change:baseline change:steered change:runs change:low change:high",
+      "change:coefficient change:layers change:baseline change:steered change:runs change:low change:high change:shown_coefficient change:shown_layers",
       draw,
     ),
-    listen(model, "change:busy change:error", drawBusy),
+    listen(model, `${RUN_EVENTS} change:error`, drawBusy),
     connection.onLost(() => {
       send.cancel(); // a pending slider value would be dropped by the manager anyway
       drawBusy();
@@ -99,6 +122,7 @@ function render({ model, el }: RenderProps<Traits>): () => void {
     send.cancel();
     cleanups.forEach((cleanup) => cleanup());
     layers.dispose();
+    run.dispose();
     dispose();
   };
 }

@@ -25,6 +25,7 @@ def register(
     version: str = "",
     add_trace_listener: Callable[[Callable[[Any], None]], Any] | None = None,
     saved_of: Callable[[Any], list[Any] | None] | None = None,
+    origin_of: Callable[[Any], str] | None = None,
 ) -> Sidebar | None:
     """Serve the lab sidebar from ``shell`` (an IPython kernel shell); once per shell.
 
@@ -34,6 +35,7 @@ def register(
         version: lenslab's version, for the sidebar.
         add_trace_listener: registers a callable told about each closed trace.
         saved_of: what a closed trace saved (``None`` to ignore that trace, e.g. a scan).
+        origin_of: which lenslab widget or tool ran a closed trace ("" for user code).
 
     Returns:
         The ``Sidebar`` serving this shell, or ``None`` outside a Jupyter kernel.
@@ -53,7 +55,7 @@ def register(
         def on_trace_closed(tracer: Any) -> None:
             saved = saved_of(tracer)
             if saved is not None:
-                sidebar.trace_closed(saved)
+                sidebar.trace_closed(saved, origin_of(tracer) if origin_of is not None else "")
 
         add_trace_listener(on_trace_closed)
     _registered[id(shell)] = sidebar

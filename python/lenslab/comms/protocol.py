@@ -88,7 +88,9 @@ class SavedValue(TypedDict):
     """One value the most recent trace saved. Statistics are ``None`` for non-tensors.
 
     ``spark`` is a 1-D profile (up to 48 numbers) and ``heat`` a 2-D grid (rows of numbers),
-    both already downsampled; at most one of them is set.
+    both already downsampled; at most one of them is set. ``origin`` is ``""`` for a trace in
+    the user's code, else the lenslab widget or tool whose own trace saved it (e.g.
+    ``"PatchingGrid"``): those are listed apart and never replace the user's values.
     """
 
     name: str
@@ -100,6 +102,7 @@ class SavedValue(TypedDict):
     max: float | None
     spark: list[float] | None
     heat: list[list[float]] | None
+    origin: str
 
 
 class SavedSnapshot(TypedDict):

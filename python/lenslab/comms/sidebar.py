@@ -62,10 +62,13 @@ class Sidebar:
         self.version = version
         self._lock = threading.Lock()
         self._busy = False
-        self._closed_traces: list[list[Any]] = []
+        # the cell's last trace in user code, and the last one a lenslab widget or tool ran
+        self._closed_traces: dict[str, tuple[str, list[Any]]] = {}
         self._listener_seen = False
         self._before: dict[str, int] = {}
         self._snapshot: SavedSnapshot = {"trace": 0, "values": []}
+        self._user_values: list[SavedValue] = []
+        self._own_values: list[SavedValue] = []
 
     # -- requests (any thread) -----------------------------------------------------------------
 
@@ -104,35 +107,47 @@ class Sidebar:
 
     # -- kernel events (main shell thread) ---------------------------------------------------------
 
-    def trace_closed(self, saved: list[Any]) -> None:
-        """A trace closed having saved ``saved`` (called by the engine's trace listener)."""
+    def trace_closed(self, saved: list[Any], origin: str = "") -> None:
+        """A trace closed having saved ``saved`` (called by the engine's trace listener).
+
+        ``origin`` names the lenslab widget or tool that ran it ("" for the user's own code):
+        such values are listed apart and never replace what the user's trace saved.
+        """
         with self._lock:
             self._listener_seen = True
-            self._closed_traces = [list(saved)]  # only the latest is shown: hold no others
+            if origin and not saved:  # a widget's trace that saved nothing hides nothing
+                return
+            # only the latest of each kind is shown: hold no others
+            self._closed_traces["own" if origin else "user"] = (origin, list(saved))
 
     def before_cell(self, *_: Any) -> None:
         """IPython ``pre_run_cell``: a cell starts on the main shell."""
         with self._lock:
             self._busy = True
-            self._closed_traces.clear()
+            self._closed_traces = {}
             self._before = {name: id(value) for name, value in self._items()}
 
     def after_cell(self, result: Any = None) -> None:
         """IPython ``post_run_cell``: summarize what the cell's last trace saved."""
         with self._lock:
-            closed, self._closed_traces = self._closed_traces, []
+            closed, self._closed_traces = self._closed_traces, {}
             listener_seen = self._listener_seen
             before, self._before = self._before, {}
         try:
-            if closed:
-                values = self._summaries(closed[-1])
+            user = closed.get("user")
+            own = closed.get("own")
+            if user is not None:
+                self._user_values = self._summaries(*user)
             elif not listener_seen and _saves_in(result):
-                values = self._rebound_values(before)
-            else:
-                values = None
-            if values is not None:
+                self._user_values = self._rebound_values(before)
+            if own is not None:
+                self._own_values = self._summaries(*own)
+            if user is not None or own is not None or (not listener_seen and _saves_in(result)):
                 with self._lock:
-                    self._snapshot = {"trace": self._snapshot["trace"] + 1, "values": values}
+                    self._snapshot = {
+                        "trace": self._snapshot["trace"] + 1,
+                        "values": self._user_values + self._own_values,
+                    }
         finally:
             with self._lock:
                 self._busy = False
@@ -167,22 +182,26 @@ class Sidebar:
             raise LookupError(f"no lenslab model named {name!r} in this kernel any more")
         return value
 
-    def _summaries(self, saved: list[Any]) -> list[SavedValue]:
+    def _summaries(self, origin: str, saved: list[Any]) -> list[SavedValue]:
         names: dict[int, str] = {}
         for name, value in self._items():
             names.setdefault(id(value), name)
-        return [
-            self.inspector.summarize(names.get(id(value), f"saved[{index}]"), value)
-            for index, value in enumerate(saved)
-        ]
+        values = []
+        for index, value in enumerate(saved):
+            summary = self.inspector.summarize(names.get(id(value), f"saved[{index}]"), value)
+            summary["origin"] = origin
+            values.append(summary)
+        return values
 
     def _rebound_values(self, before: dict[str, int]) -> list[SavedValue]:
         """Without a trace listener: the values the cell bound to names (a saving cell)."""
-        return [
-            self.inspector.summarize(name, value)
-            for name, value in self._items()
-            if before.get(name) != id(value) and self.inspector.is_value(value)
-        ]
+        values = []
+        for name, value in self._items():
+            if before.get(name) != id(value) and self.inspector.is_value(value):
+                summary = self.inspector.summarize(name, value)
+                summary["origin"] = ""
+                values.append(summary)
+        return values
 
 
 def _saves_in(result: Any) -> bool:

@@ -9,6 +9,23 @@ from typing import Any
 PALETTES = ("blues", "diverging")
 SCALES = ("linear", "log", "robust")
 
+# The light-theme palettes of js/widgets/shared/colors.ts (a picture has no theme to follow).
+STOPS = {
+    "blues": ((247, 251, 255), (107, 174, 214), (8, 48, 107)),
+    "diverging": ((178, 24, 43), (247, 247, 247), (33, 102, 172)),
+}
+NOT_COMPUTED = (232, 232, 232)
+
+
+def rgb_at(x: float, palette: str) -> tuple[int, int, int]:
+    """The colour at ``x`` (0-1) of ``palette``."""
+    stops = STOPS.get(palette, STOPS["blues"])
+    at = min(1.0, max(0.0, x)) * (len(stops) - 1)
+    i = min(len(stops) - 2, math.floor(at))
+    t = at - i
+    r, g, b = (round(a + (z - a) * t) for a, z in zip(stops[i], stops[i + 1]))
+    return r, g, b
+
 
 def _quantile(ordered: list[float], q: float) -> float:
     at = (len(ordered) - 1) * q
@@ -74,6 +91,82 @@ class Grid:
         else:
             x = (value - low) / ((high - low) or 1.0)
         return min(1.0, max(0.0, x))
+
+    def rgb(self, value: float | None) -> tuple[int, int, int]:
+        """The colour of a cell holding ``value`` (grey where not computed)."""
+        if value is None or not math.isfinite(value):
+            return NOT_COMPUTED
+        return rgb_at(self.fraction(value), self.colors)
+
+    def to_numpy(self) -> Any:
+        """The values as a float array, NaN where not computed."""
+        import numpy as np
+
+        return np.array(
+            [[math.nan if v is None else v for v in row] for row in self.values], dtype=float
+        ).reshape(len(self.rows), len(self.cols))
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One dict per cell: row and column index and label, value, and cell text."""
+        return [
+            {
+                "row": r,
+                "row_label": self.rows[r],
+                "col": c,
+                "col_label": self.cols[c],
+                "value": value,
+                "text": self.text[r][c] if self.text else "",
+            }
+            for r in range(len(self.rows))
+            for c, value in enumerate(self.values[r])
+        ]
+
+    def to_dataframe(self) -> Any:
+        """``to_records()`` as a pandas DataFrame (pandas must be installed)."""
+        from .export import dataframe
+
+        return dataframe(
+            self.to_records(), ["row", "row_label", "col", "col_label", "value", "text"]
+        )
+
+    def figure(self, theme: str | None = "auto") -> Any:
+        """A plotly heatmap of the grid: same colours and range, hover naming row, column and
+        value (and the cell's hover text)."""
+        import plotly.graph_objects as go
+
+        from .export import themed
+
+        low, high = self.bounds()
+        scale = [[i / 8, "rgb({},{},{})".format(*rgb_at(i / 8, self.colors))] for i in range(9)]
+        extra = self.hover or self.text
+        trace = go.Heatmap(
+            z=self.to_numpy().tolist(),
+            x=self.cols,
+            y=self.rows,
+            zmin=low,
+            zmax=high,
+            colorscale=scale,
+            colorbar={"title": {"text": self.legend}},
+            customdata=[[h.replace("\n", "<br>") for h in row] for row in extra] if extra else None,
+            hovertemplate="%{y}, %{x}: %{z:.4g}"
+            + ("<br>%{customdata}" if extra else "")
+            + "<extra></extra>",
+        )
+        figure = go.Figure(trace)
+        figure.update_layout(
+            title=self.title, yaxis={"autorange": "reversed"}, height=max(320, 18 * len(self.rows))
+        )
+        return themed(figure, theme)
+
+    def to_svg(self) -> str:
+        from .export import grid_svg
+
+        return grid_svg(self)
+
+    def to_png(self, cell: int = 8) -> bytes:
+        from .export import grid_png
+
+        return grid_png(self, cell)
 
     def to_json(self) -> dict[str, Any]:
         return {

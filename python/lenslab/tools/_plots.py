@@ -6,11 +6,16 @@ from typing import Any
 
 import torch
 
+from ._summary import themed
 from .prompts import Tokens
 
 
 def heatmaps(
-    scores: dict[str, torch.Tensor], columns: list[str], title: str, tokens: Tokens
+    scores: dict[str, torch.Tensor],
+    columns: list[str],
+    title: str,
+    tokens: Tokens,
+    theme: str | None = "auto",
 ) -> Any:
     """One layers x positions heatmap per component, on a shared diverging color scale."""
     import plotly.graph_objects as go
@@ -36,4 +41,20 @@ def heatmaps(
         title=f"{title} ({tokens.describe()})",
         height=max(400, 14 * next(iter(scores.values())).shape[0]),
     )
-    return figure
+    return themed(figure, theme)
+
+
+def score_records(
+    scores: dict[str, torch.Tensor], positions: list[int], tokens: list[str]
+) -> list[dict[str, Any]]:
+    """One dict per (component, layer, position): ``score`` and the position's ``token``."""
+    return [
+        {"component": name, "layer": layer, "position": position, "token": token,
+         "score": float(value)}
+        for name, grid in scores.items()
+        for layer, row in enumerate(grid.tolist())
+        for position, token, value in zip(positions, tokens, row)
+    ]  # fmt: skip
+
+
+SCORE_COLUMNS = ["component", "layer", "position", "token", "score"]

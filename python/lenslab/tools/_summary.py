@@ -8,15 +8,9 @@ from typing import Any
 
 import torch
 
-# Transparent backgrounds and grey text and grid lines read on JupyterLab's light and dark
-# themes alike (plotly's own template is white, and its renderer ignores the page's theme).
-NEUTRAL_LAYOUT: dict[str, Any] = {
-    "paper_bgcolor": "rgba(0,0,0,0)",
-    "plot_bgcolor": "rgba(128,128,128,0.06)",
-    "font": {"color": "#808080"},
-    "xaxis": {"gridcolor": "rgba(128,128,128,0.25)", "zerolinecolor": "rgba(128,128,128,0.4)"},
-    "yaxis": {"gridcolor": "rgba(128,128,128,0.25)", "zerolinecolor": "rgba(128,128,128,0.4)"},
-}
+from ..records.export import NEUTRAL_LAYOUT, themed
+
+__all__ = ["NEUTRAL_LAYOUT", "themed"]
 
 
 def top_list(pairs: Iterable[tuple[str, float]]) -> str:

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from ._plots import heatmaps
+from ..records.export import dataframe
+from ._plots import SCORE_COLUMNS, heatmaps, score_records
 from ._summary import best_cells, mimebundle, shape_of
 from .patching import _VIEWS, COMPONENTS, PatchingResult, clean_and_corrupted, logit_difference
 from .prompts import Tokens
@@ -42,9 +43,23 @@ class AttributionResult:
                 result[name] = float(torch.corrcoef(torch.stack([ours, theirs]))[0, 1])
         return result
 
-    def plot(self) -> Any:
+    def plot(self, theme: str | None = "auto") -> Any:
+        """One heatmap per component, layers x positions (``theme``: auto, light or dark)."""
         columns = [f"{p}: {t!r}" for p, t in enumerate(self.clean.text)]
-        return heatmaps(self.scores, columns, "Attribution patching", self.clean)
+        return heatmaps(self.scores, columns, "Attribution patching", self.clean, theme)
+
+    def to_numpy(self) -> dict[str, Any]:
+        """``{component: (layers, positions) float array}``."""
+        return {name: grid.numpy().copy() for name, grid in self.scores.items()}
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One dict per (component, layer, position): the estimated ``score`` and ``token``."""
+        text = list(self.clean.text)
+        return score_records(self.scores, list(range(len(text))), text)
+
+    def to_dataframe(self) -> Any:
+        """``to_records()`` as a pandas DataFrame (pandas must be installed)."""
+        return dataframe(self.to_records(), SCORE_COLUMNS)
 
     def __repr__(self) -> str:
         """Shape, the two metrics and the highest estimate per component."""

@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from ._summary import mimebundle, top_list
+from ..records.export import dataframe
+from ._summary import mimebundle, themed, top_list
 from .prompts import Tokens, tokens_of
 
 
@@ -49,8 +50,30 @@ class LogitLens:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         return mimebundle(repr(self), self.plot, include, exclude)
 
-    def plot(self) -> Any:
-        """Heatmap of the top-1 probability (layers x positions), top-k on hover."""
+    def to_numpy(self) -> dict[str, Any]:
+        """``{"probs": (layers, positions, k), "token_ids": (layers, positions, k)}``."""
+        return {"probs": self.probs.numpy().copy(), "token_ids": self.token_ids.numpy().copy()}
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One dict per (layer, position, rank): the input ``token`` there, the predicted
+        ``top_token``, its ``token_id`` and ``prob``."""
+        return [
+            {"layer": layer, "position": position, "token": self.tokens.text[position],
+             "rank": rank, "top_token": word, "token_id": int(self.token_ids[i, position, rank]),
+             "prob": float(self.probs[i, position, rank])}
+            for i, layer in enumerate(self.layers)
+            for position, cell in enumerate(self.top_tokens[i])
+            for rank, word in enumerate(cell)
+        ]  # fmt: skip
+
+    def to_dataframe(self) -> Any:
+        """``to_records()`` as a pandas DataFrame (pandas must be installed)."""
+        columns = ["layer", "position", "token", "rank", "top_token", "token_id", "prob"]
+        return dataframe(self.to_records(), columns)
+
+    def plot(self, theme: str | None = "auto") -> Any:
+        """Heatmap of the top-1 probability (layers x positions), top-k on hover (``theme``:
+        auto, light or dark)."""
         import plotly.graph_objects as go
 
         hover = [
@@ -68,7 +91,7 @@ class LogitLens:
                 text=[[cell[0] for cell in row] for row in self.top_tokens],
                 texttemplate="%{text}",
                 customdata=hover,
-                hovertemplate="%{y}, %{x}<br>%{customdata}<extra></extra>",
+                hovertemplate="%{y}, %{x}: top-1 p %{z:.3f}<br>%{customdata}<extra></extra>",
                 colorscale="Blues",
                 zmin=0,
                 zmax=1,
@@ -80,7 +103,7 @@ class LogitLens:
             xaxis_title="position",
             yaxis_title="layer",
         )
-        return figure
+        return themed(figure, theme)
 
 
 def logit_lens(

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from ._plots import heatmaps
+from ..records.export import dataframe
+from ._plots import SCORE_COLUMNS, heatmaps, score_records
 from ._summary import best_cells, mimebundle, shape_of
 from .prompts import Tokens, token_id, tokens_of
 
@@ -37,9 +38,26 @@ class PatchingResult:
     corrupted: Tokens
     forward_passes: int
 
-    def plot(self) -> Any:
-        """One heatmap per component, layers x positions."""
-        return heatmaps(self.scores, self._columns(), "Activation patching", self.clean)
+    def plot(self, theme: str | None = "auto") -> Any:
+        """One heatmap per component, layers x positions (``theme``: auto, light or dark)."""
+        return heatmaps(self.scores, self._columns(), "Activation patching", self.clean, theme)
+
+    def to_numpy(self) -> dict[str, Any]:
+        """``{component: (layers, positions) float array}``."""
+        return {name: grid.numpy().copy() for name, grid in self.scores.items()}
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One dict per (component, layer, position) patched: ``score`` and ``token``
+        (position -1 with token "all positions" for a ``positions="all"`` sweep)."""
+        if self.positions == "all":
+            return score_records(self.scores, [-1], ["all positions"])
+        return score_records(
+            self.scores, list(self.positions), [self.clean.text[p] for p in self.positions]
+        )
+
+    def to_dataframe(self) -> Any:
+        """``to_records()`` as a pandas DataFrame (pandas must be installed)."""
+        return dataframe(self.to_records(), SCORE_COLUMNS)
 
     def __repr__(self) -> str:
         """Shape, the two metrics and the best patch per component."""

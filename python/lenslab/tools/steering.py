@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from ._summary import mimebundle, short
+from ..records.export import dataframe
+from ._summary import mimebundle, short, themed
 from .prompts import Tokens, token_id, tokens_of
 
 
@@ -71,21 +72,49 @@ class SteeringResult:
         index = token_id(model, token)
         return float(self.baseline[index]), float(self.steered[index])
 
-    def plot(self, model: Any, top_k: int = 10) -> Any:
-        """Next-token probabilities, baseline vs steered, for the top tokens of either."""
+    def to_numpy(self) -> dict[str, Any]:
+        """``{"baseline": (vocab,), "steered": (vocab,)}`` next-token log-probabilities."""
+        return {"baseline": self.baseline.numpy().copy(), "steered": self.steered.numpy().copy()}
+
+    def to_records(self, model: Any, top_k: int = 10) -> list[dict[str, Any]]:
+        """One dict per token among the top ``top_k`` of either run: ``token``, ``token_id``,
+        ``baseline`` and ``steered`` log-probabilities and their ``shift``."""
+        ids = self._top_ids(top_k)
+        return [
+            {"token": model.tokenizer.decode(i), "token_id": i,
+             "baseline": float(self.baseline[i]), "steered": float(self.steered[i]),
+             "shift": float(self.steered[i] - self.baseline[i])}
+            for i in ids
+        ]  # fmt: skip
+
+    def to_dataframe(self, model: Any, top_k: int = 10) -> Any:
+        """``to_records(model, top_k)`` as a pandas DataFrame (pandas must be installed)."""
+        columns = ["token", "token_id", "baseline", "steered", "shift"]
+        return dataframe(self.to_records(model, top_k), columns)
+
+    def _top_ids(self, top_k: int) -> list[int]:
+        top = torch.cat([self.baseline.topk(top_k).indices, self.steered.topk(top_k).indices])
+        return list(dict.fromkeys(top.tolist()))
+
+    def plot(self, model: Any, top_k: int = 10, theme: str | None = "auto") -> Any:
+        """Next-token probabilities, baseline vs steered, for the top tokens of either
+        (``theme``: auto, light or dark)."""
         import plotly.graph_objects as go
 
-        top = torch.cat([self.baseline.topk(top_k).indices, self.steered.topk(top_k).indices])
-        ids = list(dict.fromkeys(top.tolist()))
+        ids = self._top_ids(top_k)
         labels = [repr(model.tokenizer.decode(i)) for i in ids]
         figure = go.Figure(
             [
-                go.Bar(name="baseline", x=labels, y=self.baseline[ids].exp().tolist()),
                 go.Bar(
-                    name=f"steered (x{self.coefficient:g})",
+                    name=name,
                     x=labels,
-                    y=self.steered[ids].exp().tolist(),
-                ),
+                    y=run[ids].exp().tolist(),
+                    hovertemplate=f"{name}, next token %{{x}}: p %{{y:.4f}}<extra></extra>",
+                )
+                for name, run in (
+                    ("baseline", self.baseline),
+                    (f"steered (x{self.coefficient:g})", self.steered),
+                )
             ]
         )
         figure.update_layout(
@@ -93,7 +122,7 @@ class SteeringResult:
             yaxis_title="next-token probability",
             title=f"Steering at layers {self.layers}",
         )
-        return figure
+        return themed(figure, theme)
 
 
 def steer(

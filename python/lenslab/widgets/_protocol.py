@@ -14,6 +14,7 @@ class Request(TypedDict, total=False):
     id: int
     layer: int
     position: int
+    batch_size: int  # "sweep": patches per forward pass (default: one layer's positions)
 
 
 class Reply(TypedDict):

@@ -125,6 +125,23 @@ class Heatmap(LensWidget):
     def to_html(self) -> str:
         return render_grid(self.record())
 
+    def to_numpy(self) -> np.ndarray:
+        """The values, ``(rows, cols)`` float32, NaN where not computed."""
+        return self.array
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One dict per cell: ``row``, ``row_label``, ``col``, ``col_label``, ``value`` (None
+        where not computed) and ``text``."""
+        return self.record().to_records()
+
+    def figure(self, theme: str | None = "auto") -> Any:
+        """A plotly heatmap with the same colours, range and hover (row, column, value)."""
+        return self.record().figure(theme)
+
+    def _picture(self, kind: str) -> str | bytes:
+        record = self.record()
+        return record.to_svg() if kind == "svg" else record.to_png()
+
 
 def _numpy(values: Any) -> np.ndarray:
     if hasattr(values, "detach"):

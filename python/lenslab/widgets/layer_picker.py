@@ -52,6 +52,47 @@ class LayerPicker(LensWidget):
     def value(self) -> Selection:
         return Selection(tuple(self.layers), self.component, tuple(self.positions))
 
+    def to_records(self) -> list[dict[str, Any]]:
+        """One dict per chosen (layer, position): ``layer``, ``position``, ``token`` and
+        ``component``."""
+        return [
+            {"layer": layer, "position": position, "token": self.tokens[position],
+             "component": self.component}
+            for layer in self.layers
+            for position in self.positions
+        ]  # fmt: skip
+
+    def to_numpy(self) -> Any:
+        """A ``(num_layers, tokens)`` 0/1 array: 1 where the selection reads."""
+        import numpy as np
+
+        chosen = np.zeros((self.num_layers, len(self.tokens)), dtype=np.int8)
+        for layer in self.layers:
+            chosen[layer, self.positions] = 1
+        return chosen
+
+    def figure(self, theme: str | None = "auto") -> Any:
+        """The selection as a layers x tokens plotly heatmap (hover: layer, token, chosen)."""
+        import plotly.graph_objects as go
+
+        from ..records.export import themed
+
+        figure = go.Figure(
+            go.Heatmap(
+                z=self.to_numpy().tolist(),
+                x=[f"{i}: {t!r}" for i, t in enumerate(self.tokens)],
+                y=[f"layer {i}" for i in range(self.num_layers)],
+                colorscale=[[0, "rgba(128,128,128,0.15)"], [1, "#2f6fdf"]],
+                showscale=False,
+                hovertemplate="%{y}, %{x}: %{z} (1 = chosen)<extra></extra>",
+            )
+        )
+        figure.update_layout(
+            title=f"Selection: {self.component} at layers {self.layers}",
+            yaxis={"autorange": "reversed"},
+        )
+        return themed(figure, theme)
+
     @t.validate("layers")
     def _valid_layers(self, proposal: Any) -> list[int]:
         return _indices(proposal["value"], self.num_layers, "layer")

@@ -128,61 +128,148 @@ def _top_k_text(tokens: Sequence[str], probs: Sequence[float]) -> str:
 
 
 class StepPlot:
-    """Per-step values during a generation (one line per series), on a plotly FigureWidget.
+    """Per-step values during a generation, one panel (its own y axis) per series, on a plotly
+    FigureWidget; steps are labelled with the token generated there, on the axis and on hover.
 
-    ``append`` extends each line in place: plotly sends only the changed trace, the figure is
+    ``append`` extends each line in place: plotly sends only the changed traces, the figure is
     not re-rendered.
 
     Examples:
         >>> plot = StepPlot(["top-1 p"])
         >>> with model.generate(prompt, max_new_tokens=10) as tracer:
         ...     for step in tracer.all():
-        ...         plot.append(step, **{"top-1 p": model.next_token_probs.max()})
+        ...         probs = model.next_token_probs[0]
+        ...         plot.append(step, token=decode(probs.argmax()), **{"top-1 p": probs.max()})
     """
 
     def __init__(self, series: Sequence[str], *, title: str = "", y_title: str = "") -> None:
         import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
 
-        self.figure = go.FigureWidget(
-            [go.Scatter(x=[], y=[], name=name, mode="lines+markers") for name in series],
-            layout={
-                "title": title,
-                "xaxis": {"title": {"text": "step"}, "dtick": 1},
-                "yaxis_title": y_title,
-                "height": 320,
-            },
-        )
-        from ..tools._summary import NEUTRAL_LAYOUT
+        from ..records.export import NEUTRAL_LAYOUT
 
-        self.figure.update_layout(**NEUTRAL_LAYOUT)  # readable on light and dark themes
         self.series = list(series)
+        if not self.series or len(set(self.series)) != len(self.series):
+            raise InputError(
+                f"StepPlot needs one or more distinct series names, got {self.series}: e.g. "
+                f"StepPlot(['top-1 probability', 'entropy (nats)'])."
+            )
+        count = len(self.series)
+        base = make_subplots(rows=count, cols=1, shared_xaxes=True, vertical_spacing=0.06)
+        for row, name in enumerate(self.series, start=1):
+            base.add_trace(
+                go.Scatter(
+                    x=[],
+                    y=[],
+                    customdata=[],
+                    name=name,
+                    mode="lines+markers",
+                    # names the column (step and its token), the row (series) and the value
+                    hovertemplate=f"step %{{x}} → %{{customdata}}<br>{_escape(name)}: "
+                    "%{y:.4g}<extra></extra>",
+                ),
+                row=row,
+                col=1,
+            )
+            axis_title = y_title if count == 1 and y_title else name
+            base.update_yaxes(title_text=axis_title, row=row, col=1)
+        base.update_xaxes(title_text="step (generated token)", row=count, col=1)
+        base.update_layout(title=title, height=max(320, 200 * count), showlegend=False)
+        self.figure = go.FigureWidget(base)
+        self.figure.update_layout(**NEUTRAL_LAYOUT)  # readable on light and dark themes
+        self.steps: list[int] = []
+        self.tokens: list[str] = []
 
-    def append(self, step: int, **values: Any) -> None:
-        """Add one point per named series at ``step``."""
+    def append(self, step: int, token: str | None = None, **values: Any) -> None:
+        """Add one point per named series at ``step``; ``token`` is what was generated there."""
         unknown = sorted(set(values) - set(self.series))
         if unknown:
             raise InputError(
                 f"StepPlot has no series {unknown}; its series are {self.series} (name them "
                 f"when you create it: StepPlot([...]))."
             )
+        shown = repr(token) if token is not None else "?"
+        self.steps.append(int(step))
+        self.tokens.append(token if token is not None else "")
+        labels = [f"{s}: {t!r}" if t else str(s) for s, t in zip(self.steps, self.tokens)]
         with self.figure.batch_update():
             for trace in self.figure.data:
                 if trace.name in values:
                     trace.x = (*trace.x, step)
                     trace.y = (*trace.y, float(values[trace.name]))
+                    trace.customdata = (*trace.customdata, shown)
+            self.figure.update_xaxes(
+                tickmode="array", tickvals=list(self.steps), ticktext=labels, tickangle=-45
+            )
 
     def values(self, name: str) -> list[float]:
+        """The values of series ``name``, one per step."""
+        if name not in self.series:
+            raise InputError(f"StepPlot has no series {name!r}; its series are {self.series}.")
         trace = self.figure.data[self.series.index(name)]
         return list(trace.y)
 
+    def to_numpy(self) -> Any:
+        """``(steps, series)`` float array, columns in the order of ``series``."""
+        import numpy as np
+
+        return np.array([self.values(name) for name in self.series], dtype=float).T.reshape(
+            len(self.steps), len(self.series)
+        )
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One dict per step: ``step``, ``token`` and one key per series."""
+        columns = {name: self.values(name) for name in self.series}
+        return [
+            {"step": step, "token": token, **{name: columns[name][i] for name in self.series}}
+            for i, (step, token) in enumerate(zip(self.steps, self.tokens))
+        ]
+
+    def to_dataframe(self) -> Any:
+        """``to_records()`` as a pandas DataFrame (pandas must be installed)."""
+        from ..records.export import dataframe
+
+        return dataframe(self.to_records(), ["step", "token", *self.series])
+
+    def static_figure(self, theme: str | None = "auto") -> Any:
+        """A static copy of ``figure`` (a plain plotly Figure), laid out for ``theme``."""
+        import plotly.graph_objects as go
+
+        from ..records.export import themed
+
+        return themed(go.Figure(self.figure), theme)
+
+    def save(self, path: Any) -> Any:
+        """Write the plot: ``.html`` (interactive), or ``.png`` / ``.svg`` (needs kaleido)."""
+        from pathlib import Path
+
+        target = Path(path)
+        kind = target.suffix.lower().lstrip(".")
+        if kind == "html":
+            self.static_figure(theme="light").write_html(target)
+            return target
+        if kind not in ("svg", "png"):
+            raise InputError(f"save({str(path)!r}): the file must end in .html, .svg or .png.")
+        try:
+            self.static_figure(theme="light").write_image(target)
+        except (ImportError, ValueError, RuntimeError) as problem:
+            raise InputError(
+                f"saving the plot as .{kind} goes through plotly's image export, which failed "
+                f"({problem}): pip install kaleido, or save as .html."
+            ) from None
+        return target
+
     def to_html(self) -> str:
+        head = "<tr><th>step</th>" + "".join(
+            f"<th>{s}: {html.escape(repr(t))}</th>" for s, t in zip(self.steps, self.tokens)
+        )
         rows = "".join(
             f"<tr><th>{html.escape(str(trace.name))}</th>"
             + "".join(f"<td>{y:.3g}</td>" for y in trace.y)
             + "</tr>"
             for trace in self.figure.data
         )
-        return f"<table style='font:12px system-ui'>{rows}</table>"
+        return f"<table style='font:12px system-ui'>{head}</tr>{rows}</table>"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         data = dict(self.figure._repr_mimebundle_(**kwargs))
@@ -190,10 +277,19 @@ class StepPlot:
         return data
 
 
+def _escape(text: str) -> str:
+    """``text`` inside a plotly hovertemplate: markup and ``%{`` taken literally."""
+    return html.escape(text).replace("%{", "%&#123;")
+
+
 def generation_plot(
     model: Any, prompt: str, *, max_new_tokens: int = 12, display: bool = True
 ) -> tuple[StepPlot, str]:
-    """Generate greedily, plotting the chosen token's probability and entropy at each step."""
+    """Generate greedily, plotting the chosen token's probability and the entropy at each step,
+    each on its own axis, the step labelled with the token it generated.
+
+    Returns (the plot, the generated text).
+    """
     import torch
 
     require_model(model, "generation_plot")
@@ -210,5 +306,10 @@ def generation_plot(
         for step in tracer.all():
             probs = model.next_token_probs[0]
             entropy = -(probs * probs.clamp_min(1e-12).log()).sum()
-            plot.append(step, **{"top-1 probability": probs.max(), "entropy (nats)": entropy})
+            chosen = model.tokenizer.decode(int(probs.argmax()))  # greedy: the token generated
+            plot.append(
+                step,
+                token=chosen,
+                **{"top-1 probability": probs.max(), "entropy (nats)": entropy},
+            )
     return plot, tracer.text[0]

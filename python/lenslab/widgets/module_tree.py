@@ -131,6 +131,45 @@ class ModuleTree(LensWidget):
             )
         return path
 
+    def to_records(self) -> list[dict[str, Any]]:
+        """One dict per module: ``path``, ``parent``, ``kind``, ``parameters`` (its own and its
+        children's) and ``output`` (the scanned output shape, or None)."""
+        rows = []
+
+        def visit(node: Any, parent: str) -> None:
+            rows.append(
+                {"path": node.path, "parent": parent, "kind": node.kind,
+                 "parameters": node.parameters, "output": node.output}
+            )  # fmt: skip
+            for child in node.children:
+                visit(child, node.path)
+
+        visit(self.root, "")
+        return rows
+
+    def figure(self, theme: str | None = "auto") -> Any:
+        """A plotly treemap of the modules, sized by parameter count (hover: class, shape)."""
+        import plotly.graph_objects as go
+
+        from ..records.export import themed
+
+        rows = self.to_records()
+        figure = go.Figure(
+            go.Treemap(
+                ids=[r["path"] for r in rows],
+                labels=[r["path"].rsplit(".", 1)[-1] for r in rows],
+                parents=[r["parent"] for r in rows],
+                values=[r["parameters"] for r in rows],
+                branchvalues="total",
+                customdata=[[r["path"], r["kind"], r["output"] or "not scanned"] for r in rows],
+                hovertemplate="%{customdata[0]} (%{customdata[1]}): %{value:,} parameters, "
+                "output %{customdata[2]}<extra></extra>",
+                maxdepth=3,
+            )
+        )
+        figure.update_layout(title=f"Modules of {self.root.kind}", height=480)
+        return themed(figure, theme)
+
     def to_html(self) -> str:
         chosen = f"<p>selected: <code>{html.escape(self.expression)}</code></p>"
         return render_tree(self.root) + (chosen if self.selected else "")

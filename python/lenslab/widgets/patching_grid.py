@@ -10,19 +10,24 @@ import traitlets as t
 
 from ..errors import InputError
 from ..records import COMPONENT_VIEWS, PatchOutcome, TopToken
-from ._base import bundle
+from ._base import Refused, bundle
 from ._checks import at_least_one, component_of, prompt_ids, require_model
 from ._html import render_grid
 from ._protocol import Request
+from ._work import RunsWork, Step
 from .heatmap import Heatmap
 
 
-class PatchingGrid(Heatmap):
+class PatchingGrid(Heatmap, RunsWork):
     """Layers x positions of an activation-patching sweep of one component (resid/attn/mlp).
 
     Scores are normalized as in ``activation_patching``: 1 = the clean logit difference
     (``answer`` minus ``wrong``) fully restored, 0 = no effect. ``detail`` holds the last
     clicked cell's PatchOutcome: top-k next tokens for clean, corrupted and patched runs.
+
+    The "Run full sweep" button runs the sweep in the background with progress, time left and
+    a Cancel button (``task``, ``progress``, ``eta``; ``cancel()``); a cell clicked meanwhile
+    is refused with a note. ``result`` holds the last finished sweep's PatchingResult.
 
     Examples:
         >>> grid = PatchingGrid(model, clean, corrupted, " Mary", " John")
@@ -33,7 +38,6 @@ class PatchingGrid(Heatmap):
     _esm = bundle("patching_grid")
     component = t.Unicode("resid").tag(sync=True)
     detail = t.Dict().tag(sync=True)
-    progress = t.Float(0.0).tag(sync=True)
     summary = t.Unicode("").tag(sync=True)
 
     def __init__(
@@ -72,6 +76,7 @@ class PatchingGrid(Heatmap):
             with tracer.invoke(corrupted.ids):
                 corrupted_logits = model.logits.save()
         self._acts = acts
+        self.result: Any = None
         self.clean_metric = float(self._measure(clean_logits)[0])
         self.corrupted_metric = float(self._measure(corrupted_logits)[0])
         self._clean_top = self._top(clean_logits)
@@ -137,10 +142,17 @@ class PatchingGrid(Heatmap):
         )
 
     def sweep(self, batch_size: int | None = None) -> Any:
-        """The full ``activation_patching`` sweep, filling the grid after every batch."""
+        """The full ``activation_patching`` sweep, filling the grid after every batch.
+
+        Runs in the cell (interrupt the kernel to stop it: the filled cells stay); the
+        widget's button runs the same sweep in the background, cancellable.
+        """
+        self.run_now("sweep", lambda step: self._sweep(step, batch_size))
+        return self.result
+
+    def _sweep(self, step: Step, batch_size: int | None) -> None:
         from ..tools import activation_patching
 
-        self.busy, self.progress, self.error = True, 0.0, ""
         total = len(self.rows) * len(self.cols)
         done = 0
 
@@ -150,28 +162,30 @@ class PatchingGrid(Heatmap):
             for (_, layer, position), score in zip(jobs, scores.tolist()):
                 array[layer, position] = score
             done += len(jobs)
-            with self.hold_sync():
-                self.set_all(array)
-                self.progress = done / total
+            self.set_all(array)
+            step(done, total)  # raises Cancelled when asked to stop: the filled cells stay
 
-        try:
-            result = activation_patching(
-                self._model,
-                *self._prompts,
-                self._answer,
-                self._wrong,
-                components=[self.component],
-                batch_size=batch_size or len(self.cols),
-                progress=False,
-                on_batch=fill,
-            )
-        finally:
-            self.busy = False
-        return result
+        step(0, total)
+        self.result = activation_patching(
+            self._model,
+            *self._prompts,
+            self._answer,
+            self._wrong,
+            components=[self.component],
+            batch_size=batch_size or len(self.cols),
+            progress=False,
+            on_batch=fill,
+        )
 
     # -- front-end requests ---------------------------------------------------------------------
 
     def handle_patch(self, request: Request) -> None:
+        if self.running:
+            raise Refused(
+                f"refused: the {self.task} is running ({self.progress:.0%}); cancel it or wait "
+                f"for it, then click layer {request.get('layer')}, position "
+                f"{request.get('position')} again."
+            )
         self.busy = True
         outcome = self.patch(int(request["layer"]), int(request["position"]))
         with self.hold_sync():
@@ -179,8 +193,9 @@ class PatchingGrid(Heatmap):
             self.selected = [outcome.layer, outcome.position]
             self.detail = outcome.to_json()
 
-    def handle_sweep(self, _request: Request) -> None:
-        self.sweep()
+    def handle_sweep(self, request: Request) -> None:
+        size = request.get("batch_size")
+        self.run_in_background("sweep", lambda step: self._sweep(step, size))
 
     def _top(self, logits: Any) -> list[TopToken]:
         top = logits[0, -1].softmax(-1).topk(self._top_k)

@@ -8,23 +8,42 @@ from __future__ import annotations
 
 import contextlib
 import html
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import traitlets as t
 
 from ..errors import InputError
-from ._base import LensWidget, bundle
+from ._base import bundle
 from ._checks import BadValue, at_least_one, prompt_ids, require_model
+from ._work import Cancelled, RunsWork, Step
 
 
-class SteeringPanel(LensWidget):
+class _Number(t.Float):  # type: ignore[misc]
+    """A float trait whose wrong-type error is a LensError (BadValue) shown in the widget."""
+
+    def error(self, obj: Any, value: Any, *_args: Any, **_kwargs: Any) -> None:
+        message = (
+            f"{self.name} must be a finite number, got {value!r} ({type(value).__name__}): e.g. "
+            f"panel.{self.name} = 2.0."
+        )
+        if isinstance(obj, t.HasTraits) and obj.has_trait("error"):
+            obj.error = message
+        raise BadValue(message)
+
+
+class SteeringPanel(RunsWork):
     """Steer ``prompt`` with a vector from two prompt sets (``positive`` / ``negative``) or a
     saved tensor (``vector``), at ``layers``, scaled by ``coefficient``.
 
     ``layers`` defaults to a quarter of the way in, where steering tends to read well. With
     prompt sets the vector is recomputed at the first chosen layer whenever the layers
     change; a saved tensor is used as it is.
+
+    A slider move or layer choice in the widget regenerates in the background, with progress,
+    time left and a Cancel button; a newer move while one runs stops it and is shown as queued
+    (the latest setting runs next). A change from code regenerates in the cell.
 
     Examples:
         >>> panel = SteeringPanel(model, "I think that you are", positive=["I love you"],
@@ -35,13 +54,17 @@ class SteeringPanel(LensWidget):
     prompt = t.Unicode("").tag(sync=True)
     num_layers = t.Int(0).tag(sync=True)
     layers = t.List(t.Int()).tag(sync=True)
-    coefficient = t.Float(1.0).tag(sync=True)
+    coefficient = _Number(1.0).tag(sync=True)
     low = t.Float(-5.0).tag(sync=True)
     high = t.Float(5.0).tag(sync=True)
     source = t.Unicode("").tag(sync=True)
     baseline = t.Unicode("").tag(sync=True)
     steered = t.Unicode("").tag(sync=True)
     runs = t.Int(0).tag(sync=True)  # generations so far: the front end shows the latest
+    # The setting that produced the texts shown: headers change with the text they label, not
+    # when the slider moves.
+    shown_coefficient = t.Float(None, allow_none=True).tag(sync=True)
+    shown_layers = t.List(t.Int()).tag(sync=True)
 
     def __init__(
         self,
@@ -70,7 +93,7 @@ class SteeringPanel(LensWidget):
                     f"SteeringPanel: {name} must be a non-empty list of prompts, got {prompts!r}."
                 )
         low, high = coefficient_range
-        if not low < high:
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise InputError(
                 f"SteeringPanel: coefficient_range must be (low, high) with low < high, got "
                 f"{coefficient_range!r}."
@@ -84,6 +107,7 @@ class SteeringPanel(LensWidget):
         self._positions = positions
         self._max_new_tokens = max_new_tokens
         self._live = False  # no regeneration per trait while __init__ sets them
+        self._from_front_end = False
         source = (
             f"mean({self._pairs[0]}) - mean({self._pairs[1]})"
             if vector is None
@@ -94,8 +118,8 @@ class SteeringPanel(LensWidget):
             num_layers=int(model.num_layers),
             layers=_layers(layers, int(model.num_layers)),
             coefficient=coefficient,
-            low=coefficient_range[0],
-            high=coefficient_range[1],
+            low=low,
+            high=high,
             source=source,
             **kwargs,
         )
@@ -112,39 +136,67 @@ class SteeringPanel(LensWidget):
             self._vectors[layer] = steering_vector(self._model, *self._pairs, layer=layer)
         return self._vectors[layer]
 
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        """A change from the front end (the slider, a layer chip): regenerate in the background."""
+        self._from_front_end = True
+        try:
+            super().set_state(sync_data)
+        finally:
+            self._from_front_end = False
+
     @t.observe("coefficient", "layers", "prompt")
     def _changed(self, _change: Any) -> None:
-        if self._live:
-            with contextlib.suppress(Exception):  # already shown in the panel as `error`
-                self.regenerate()
+        if not self._live:
+            return
+        if self._from_front_end:
+            setting = f"×{self.coefficient:g} at layers {self.layers}"
+            self.run_in_background("generate", self._generate, queue_as=setting)
+            return
+        self.cancel()  # a change from code: its result is what counts, now
+        self.wait()
+        with contextlib.suppress(Exception):  # already shown in the panel as `error`
+            self.regenerate()
 
     def regenerate(self) -> None:
-        """Generate baseline and steered continuations for the current settings."""
+        """Generate baseline and steered continuations for the current settings (in the cell)."""
+        self.run_now("generate", self._generate)
+
+    def _generate(self, step: Step) -> None:
         from ..tools import steer
 
-        if not self.layers:
+        coefficient, layers, prompt = self.coefficient, list(self.layers), self.prompt
+        if not layers:
             self.error = "choose at least one layer"
             return
-        self.busy, self.error = True, ""
-        try:
-            result = steer(
-                self._model,
-                self.prompt,
-                self.vector_for(self.layers[0]),
-                self.layers,
-                coefficient=self.coefficient,
-                positions=self._positions,
-                max_new_tokens=self._max_new_tokens,
-            )
-            assert result.texts is not None
-            with self.hold_sync():
-                self.baseline, self.steered = result.texts
-                self.runs += 1
-        except Exception as problem:
-            self.error = f"{type(problem).__name__}: {problem}"
-            raise
-        finally:
-            self.busy = False
+        total = self._max_new_tokens
+        made = 0
+
+        def each_token(ids: Any, _scores: Any, **_kwargs: Any) -> Any:
+            """A stopping criterion: reports progress; stops every row once cancelled."""
+            nonlocal made
+            made += 1
+            self.report(made, total)
+            last = ids[:, -1]
+            return last == last if self.stopping() else last != last
+
+        step(0, total)
+        result = steer(
+            self._model,
+            prompt,
+            self.vector_for(layers[0]),
+            layers,
+            coefficient=coefficient,
+            positions=self._positions,
+            max_new_tokens=total,
+            stopping_criteria=[each_token],
+        )
+        if self.stopping():
+            raise Cancelled("generation cancelled")  # a partial text is not shown
+        assert result.texts is not None
+        with self.hold_sync():
+            self.baseline, self.steered = result.texts
+            self.shown_coefficient, self.shown_layers = coefficient, layers
+            self.runs += 1
 
     @t.validate("layers")
     def _valid_layers(self, proposal: Any) -> list[int]:
@@ -155,6 +207,45 @@ class SteeringPanel(LensWidget):
             raise BadValue(self.error)
         return chosen
 
+    @t.validate("coefficient")
+    def _valid_coefficient(self, proposal: Any) -> float:
+        """A finite number; beyond the slider's range it widens the range to include it."""
+        value = proposal["value"]
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value):
+            self.error = (
+                f"coefficient must be a finite number, got {value!r} ({type(value).__name__}): "
+                f"e.g. panel.coefficient = 2.0."
+            )
+            raise BadValue(self.error)
+        value = float(value)
+        # whole-number ends keep the slider's 0.1 steps on round values
+        if value < self.low:
+            self.low = float(math.floor(value))
+        if value > self.high:
+            self.high = float(math.ceil(value))
+        return value
+
+    @t.validate("low", "high")
+    def _valid_range(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        low = value if proposal["trait"].name == "low" else self.low
+        high = value if proposal["trait"].name == "high" else self.high
+        if not (math.isfinite(value) and low < high):
+            self.error = (
+                f"the coefficient range must be finite with low < high, got low={low!r}, "
+                f"high={high!r}."
+            )
+            raise BadValue(self.error)
+        return value
+
+    @t.observe("low", "high")
+    def _keep_inside(self, _change: Any) -> None:
+        """A narrower range set from code moves the coefficient inside it (as a slider does)."""
+        clamped = min(max(self.coefficient, self.low), self.high)
+        if clamped != self.coefficient:
+            self.coefficient = clamped
+
     @t.validate("prompt")
     def _valid_prompt(self, proposal: Any) -> str:
         try:
@@ -164,6 +255,32 @@ class SteeringPanel(LensWidget):
             raise BadValue(str(problem)) from None
         return str(proposal["value"])
 
+    def to_records(self) -> list[dict[str, Any]]:
+        """The two texts shown: ``run`` ("baseline" / "steered"), the ``coefficient`` and
+        ``layers`` that produced them, and the ``text``."""
+        return [
+            {"run": "baseline", "coefficient": 0.0, "layers": [], "text": self.baseline},
+            {"run": "steered", "coefficient": self.shown_coefficient,
+             "layers": list(self.shown_layers), "text": self.steered},
+        ]  # fmt: skip
+
+    def figure(self, theme: str | None = "auto") -> Any:
+        """Baseline and steered text side by side, as a plotly table."""
+        import plotly.graph_objects as go
+
+        from ..records.export import themed
+
+        rows = self.to_records()
+        figure = go.Figure(
+            go.Table(
+                header={"values": ["baseline", f"steered (x{rows[1]['coefficient'] or 0:g}, "
+                                   f"layers {rows[1]['layers']})"]},
+                cells={"values": [[rows[0]["text"]], [rows[1]["text"]]], "align": "left"},
+            )
+        )  # fmt: skip
+        figure.update_layout(title=f"Steering: {self.source}", height=320)
+        return themed(figure, theme)
+
     def to_html(self) -> str:
         def column(title: str, text: str) -> str:
             return (
@@ -171,11 +288,12 @@ class SteeringPanel(LensWidget):
                 f"<div style='white-space:pre-wrap'>{html.escape(text)}</div></td>"
             )
 
+        shown = self.coefficient if self.shown_coefficient is None else self.shown_coefficient
         return (
-            f"<div style='font:12px system-ui'>Steering at layers {self.layers}, coefficient "
-            f"{self.coefficient:g} ({html.escape(self.source)})<table><tr>"
+            f"<div style='font:12px system-ui'>Steering at layers {self.shown_layers}, "
+            f"coefficient {shown:g} ({html.escape(self.source)})<table><tr>"
             f"{column('baseline', self.baseline)}"
-            f"{column(f'steered (x{self.coefficient:g})', self.steered)}</tr></table></div>"
+            f"{column(f'steered (x{shown:g})', self.steered)}</tr></table></div>"
         )
 
 

@@ -119,6 +119,21 @@ class Envoy:
             raise ModulePathError(self._missing_child(name)) from None
         return offloaded_value(module, name, value)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """``envoy.name = module`` attaches ``module`` to the real tree, traceable like the rest
+        (``model.layers[0].probe = nn.Linear(...)``, then ``model.layers[0].probe.output``)."""
+        if (
+            isinstance(value, nn.Module)
+            and name[0] != "_"
+            and "_module" in self.__dict__
+            and not hasattr(type(self), name)
+        ):
+            setattr(self._module, name, value)
+            self.__dict__.pop(name, None)  # the child envoy cached for a module it replaces
+            self._children.pop(name, None)
+            return
+        object.__setattr__(self, name, value)
+
     def __getitem__(self, key: int | str | slice) -> Any:
         if type(key) is int and key in self._by_index:
             return self._by_index[key]

@@ -287,6 +287,13 @@ class LanguageModel(NNsight):
     def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TokenInputs | TextInputs:
         return tokenize(self.tokenizer, args, kwargs, lambda: _vocab_size(self._module))
 
+    def _call_inputs(
+        self, prepared: TokenInputs | TextInputs
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        inputs = batch([prepared], self.tokenizer, self._pad_id)
+        call = {"input_ids": inputs.input_ids, "attention_mask": inputs.attention_mask}
+        return (), {**call, **inputs.extra}
+
     def _batch(
         self, prepared: list[TokenInputs | TextInputs], method: str, options: dict[str, Any]
     ) -> Run:

@@ -311,8 +311,15 @@ class LanguageModel(NNsight):
         if method == "generate":
             generator = self._generator
             steps = _max_new_tokens(module, options, inputs.input_ids.shape[1])
+            options = dict(options)
+            user_streamer = options.pop("streamer", None)
+
+            def run() -> Any:
+                tap = _StreamTap(generator.streamer, user_streamer)
+                return generator(module.generate(**call, **options, streamer=tap))
+
             return Run(
-                lambda: generator(module.generate(**call, **options)),
+                run,
                 rows,
                 inputs.size,
                 steps=steps,
@@ -359,11 +366,45 @@ class Generation(Tracer):
         return self.model.tokenizer.batch_decode(self.result, skip_special_tokens=True)
 
 
-class _Generator(nn.Module):
-    """Stands for the whole generation, so its result can be read like a module output."""
+class _Streamer(nn.Module):
+    """``model.generator.streamer``: called once per generation step with the token ids that
+    step chose (shape ``[batch]``), so ``streamer.output`` in a step loop is that step's token."""
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return ids
+
+
+class _Generator(nn.Module):
+    """Stands for the whole generation, so its result can be read like a module output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streamer = _Streamer()
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return ids
+
+
+class _StreamTap:
+    """The ``streamer=`` a traced generation gets: Hugging Face puts the prompt first, then each
+    step's new tokens right after that step's forward; the tokens go through ``_Streamer``.
+    A streamer the user passed gets every put too."""
+
+    def __init__(self, streamer: nn.Module, user: Any = None) -> None:
+        self._streamer = streamer
+        self._user = user
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if self._user is not None:
+            self._user.put(value)
+        if self._prompt_seen:
+            self._streamer(value)
+        self._prompt_seen = True
+
+    def end(self) -> None:
+        if self._user is not None:
+            self._user.end()
 
 
 def _vocab_size(module: nn.Module) -> int | None:

@@ -1,0 +1,69 @@
+"""``model.generator.streamer``: each generation step's chosen tokens, read like a module output.
+
+Ground truth: the ids raw ``generate`` returns (the token step ``k`` chose is column
+``prompt_length + k``), and a plain Hugging Face streamer given to the same generation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..conftest import assert_clean
+
+PROMPTS = ["The Eiffel Tower is located in the city of", "Hello"]
+STEPS = 5
+
+
+class Collect:
+    """A plain Hugging Face streamer: keeps every put."""
+
+    def __init__(self) -> None:
+        self.puts: list[torch.Tensor] = []
+        self.ended = False
+
+    def put(self, value: torch.Tensor) -> None:
+        self.puts.append(value)
+
+    def end(self) -> None:
+        self.ended = True
+
+
+def test_streamer_output_is_each_steps_tokens(tiny_gpt2):
+    model = tiny_gpt2
+    inputs = model.tokenizer(PROMPTS[0], return_tensors="pt")
+    raw = model._model.generate(**inputs, max_new_tokens=STEPS, do_sample=False)
+    new = raw[0, inputs["input_ids"].shape[1] :]
+    with model.generate(PROMPTS[0], max_new_tokens=STEPS) as tracer:
+        first = model.generator.streamer.output.save()  # outside a loop: step 0
+        tokens = list().save()
+        for step in tracer.iter[1:]:
+            tokens.append(model.generator.streamer.output)
+    assert torch.equal(first, new[:1])
+    assert len(tokens) == STEPS - 1
+    assert torch.equal(torch.cat(tokens), new[1:])
+    assert_clean(model._model)
+
+
+def test_streamer_per_invoke_rows_and_a_users_streamer(tiny_llama):
+    model = tiny_llama
+    user = Collect()
+    with model.generate(max_new_tokens=3, streamer=user) as tracer:
+        with tracer.invoke(PROMPTS[0]):
+            a = list().save()
+            for step in tracer.all():
+                a.append(model.generator.streamer.output)
+        with tracer.invoke(PROMPTS[1]):
+            b = list().save()
+            for step in tracer.all():
+                b.append(model.generator.streamer.output)
+        with tracer.invoke():
+            both = model.generator.streamer.output.save()
+    ids = tracer.result
+    width = ids.shape[1] - 3
+    assert [t.shape for t in a] == [torch.Size([1])] * 3
+    assert torch.equal(torch.cat(a), ids[0, width:])
+    assert torch.equal(torch.cat(b), ids[1, width:])
+    assert torch.equal(both, ids[:, width])
+    assert len(user.puts) == 4 and user.ended  # the user's streamer: the prompt, then each step
+    assert torch.equal(user.puts[0], ids[:, :width])
+    assert_clean(model._model)

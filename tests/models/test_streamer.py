@@ -36,7 +36,7 @@ def test_streamer_output_is_each_steps_tokens(tiny_gpt2):
     with model.generate(PROMPTS[0], max_new_tokens=STEPS) as tracer:
         first = model.generator.streamer.output.save()  # outside a loop: step 0
         tokens = list().save()
-        for step in tracer.iter[1:]:
+        for _step in tracer.iter[1:]:
             tokens.append(model.generator.streamer.output)
     assert torch.equal(first, new[:1])
     assert len(tokens) == STEPS - 1
@@ -50,11 +50,11 @@ def test_streamer_per_invoke_rows_and_a_users_streamer(tiny_llama):
     with model.generate(max_new_tokens=3, streamer=user) as tracer:
         with tracer.invoke(PROMPTS[0]):
             a = list().save()
-            for step in tracer.all():
+            for _step in tracer.all():
                 a.append(model.generator.streamer.output)
         with tracer.invoke(PROMPTS[1]):
             b = list().save()
-            for step in tracer.all():
+            for _step in tracer.all():
                 b.append(model.generator.streamer.output)
         with tracer.invoke():
             both = model.generator.streamer.output.save()

@@ -360,7 +360,23 @@ def _as_inputs(value: Any, label: str) -> tuple[tuple[Any, ...], dict[str, Any]]
         and isinstance(value[1], dict)
     ):
         return tuple(value[0]), value[1]
-    raise EditError(f"cannot set {label}: expected (args, kwargs), got {type(value).__name__}.")
+    if isinstance(value, tuple) and len(value) == 2:
+        args, kwargs = value
+        wrong = (
+            f"its first item (the positional arguments) is a {type(args).__name__}, not a tuple"
+            if not isinstance(args, (tuple, list))
+            else f"its second item (the keyword arguments) is a {type(kwargs).__name__}, not a dict"
+        )
+        raise EditError(
+            f"cannot set {label}: it takes (args, kwargs), and {wrong}. Write "
+            f"{label} = ((x, *args[1:]), kwargs), or set the first argument alone with "
+            f"{label[: -len('inputs')]}input = x."
+        )
+    raise EditError(
+        f"cannot set {label}: it takes (args, kwargs), a tuple of two items; got a "
+        f"{type(value).__name__}{f' of {len(value)} items' if isinstance(value, tuple) else ''}."
+        f" To set the first argument alone, use {label[: -len('inputs')]}input = x."
+    )
 
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -96,3 +96,68 @@ def test_attaching_replaces_a_module_and_its_envoy():
     model.note = "plain values stay attributes of the envoy"
     assert "note" not in net._modules and model.note.startswith("plain")
     assert_clean(net)
+
+
+class Probe(nn.Module):
+    """An attachment with a submodule of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Linear(10, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) + 1
+
+
+def test_a_hooked_call_in_an_edit_is_seen_by_the_traces_reads_and_edits():
+    net = _net()
+    model = NNsight(net)
+    model.layer1.probe = probe = Probe()
+    with model.edit() as edited:
+        hidden = model.layer1.output
+        model.layer1.output[:] = model.layer1.probe(hidden, hook=True)
+    x = torch.randn(3, 5)
+    with torch.no_grad():
+        h = net.layer1(x)
+        inner = probe.inner(h)
+        expected = net.layer2(inner + 1)
+        zeroed = net.layer2(torch.zeros_like(inner) + 1)
+    with torch.no_grad(), edited.trace(x):
+        seen_inner = model.layer1.probe.inner.output.clone().save()
+        seen_out = model.layer1.probe.output.clone().save()
+        out = edited.output.save()
+    torch.testing.assert_close(seen_inner, inner)
+    torch.testing.assert_close(seen_out, inner + 1)
+    torch.testing.assert_close(out, expected)
+    with torch.no_grad(), edited.trace(x):  # an edit of the call's submodule reaches the model
+        model.layer1.probe.inner.output[:] = 0
+        out = edited.output.save()
+    torch.testing.assert_close(out, zeroed)
+    with torch.no_grad(), edited.trace() as tracer:  # per invoke: each sees its own rows
+        with tracer.invoke(x[:1]):
+            first = model.layer1.probe.output.save()
+        with tracer.invoke(x[1:]):
+            rest = model.layer1.probe.output.save()
+    torch.testing.assert_close(torch.cat([first, rest]), inner + 1)
+    with torch.no_grad(), model.trace(x):  # the unedited model never calls the probe
+        plain = model.output.save()
+    torch.testing.assert_close(plain, net(x))
+    assert_clean(net)
+
+
+def test_a_hooked_call_of_a_forward_module_leaves_the_forwards_own_call_traced():
+    net = _net()
+    model = NNsight(net)
+    x, other = torch.randn(2, 5), torch.randn(2, 10)
+    with torch.no_grad():
+        expected = net(x)
+        by_hand = net.layer2(other)
+    with torch.no_grad(), model.trace() as tracer:
+        with tracer.invoke(x):
+            early = model.layer2(other, hook=True)  # before the forward reaches layer2
+            real = model.layer2.output.save()
+            out = model.output.save()
+    torch.testing.assert_close(early, by_hand)
+    torch.testing.assert_close(real, expected)
+    torch.testing.assert_close(out, expected)
+    assert_clean(net)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import DeviceError, ModulePathError
-from . import operations
+from . import operations, skipping
 from .hooked import hooked_call
 from .mediator import mediator_for
 from .offload import offloaded_value
@@ -82,7 +82,7 @@ class Envoy:
 
     def skip(self, value: Any) -> None:
         """Do not run this module: ``value`` is its output, for this invoke's rows (skipping.py)."""
-        mediator_for(self, "skip").skip(self, value)
+        skipping.skip(mediator_for(self, "skip"), self, value)
 
     def next(self, steps: int = 1) -> Envoy:
         """Move the running body ``steps`` generation steps on: ``layer.next().output``."""

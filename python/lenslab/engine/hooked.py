@@ -29,10 +29,10 @@ from .interleaver import Interleaver, Key, Run
 from .mediator import Mediator, _bodies
 
 if TYPE_CHECKING:
-    from .envoy import Envoy
+    from .handles import ModuleHandle
 
 
-def hooked_call(envoy: Envoy, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def hooked_call(envoy: ModuleHandle, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Run ``envoy``'s module on ``args`` with the model's edits; a plain call outside a trace."""
     module = envoy._module
     running = _running(envoy)
@@ -43,7 +43,7 @@ def hooked_call(envoy: Envoy, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
 
 
 def _edited_call(
-    envoy: Envoy, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    envoy: ModuleHandle, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     edits = getattr(envoy._root, "_edits", ())
     if not edits:
@@ -63,7 +63,7 @@ def _edited_call(
         interleaver.abort()
 
 
-def _running(envoy: Envoy) -> Interleaver | None:
+def _running(envoy: ModuleHandle) -> Interleaver | None:
     """The run of a trace of ``envoy``'s model whose body is calling here, if any."""
     root = envoy._root._module
     for mediator in reversed(_bodies.get(getcurrent(), ())):

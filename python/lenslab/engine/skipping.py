@@ -40,7 +40,7 @@ from .interleaver import Interleaver, _parents
 from .values import check_replacement, splice, view
 
 if TYPE_CHECKING:
-    from .envoy import Envoy
+    from .handles import ModuleHandle
     from .mediator import Mediator
 
 _RUN = object()  # the wrapper's answer: run the real forward
@@ -170,7 +170,7 @@ class Skips:
             outer = above.get(outer)
 
 
-def skip(mediator: Mediator, envoy: Envoy, value: Any) -> None:
+def skip(mediator: Mediator, envoy: ModuleHandle, value: Any) -> None:
     """``envoy.skip(value)`` for ``mediator``'s rows: wait for the module's call, then skip it."""
     il = mediator.interleaver
     module = envoy._module
@@ -205,7 +205,7 @@ def skip(mediator: Mediator, envoy: Envoy, value: Any) -> None:
     skips.add((module, step), _Entry(mediator, rows, value, label))
 
 
-def _passed(mediator: Mediator, envoy: Envoy) -> OutOfOrderError:
+def _passed(mediator: Mediator, envoy: ModuleHandle) -> OutOfOrderError:
     return OutOfOrderError(
         f"cannot skip {envoy._name}: the forward pass already ran past it (it is at "
         f"{mediator._last_label}). A .skip must come before reading any later module: move "

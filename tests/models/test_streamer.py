@@ -6,7 +6,10 @@ Ground truth: the ids raw ``generate`` returns (the token step ``k`` chose is co
 
 from __future__ import annotations
 
+import pytest
 import torch
+
+from lenslab import ModuleNotCalledError
 
 from ..conftest import assert_clean
 
@@ -66,4 +69,18 @@ def test_streamer_per_invoke_rows_and_a_users_streamer(tiny_llama):
     assert torch.equal(both, ids[:, width])
     assert len(user.puts) == 4 and user.ended  # the user's streamer: the prompt, then each step
     assert torch.equal(user.puts[0], ids[:, :width])
+    assert_clean(model._model)
+
+
+def test_beam_search_generates_as_before_without_streamer_values(tiny_gpt2):
+    model = tiny_gpt2
+    inputs = model.tokenizer(PROMPTS[0], return_tensors="pt")
+    raw = model._model.generate(**inputs, max_new_tokens=3, num_beams=2, do_sample=False)
+    with model.generate(PROMPTS[0], max_new_tokens=3, num_beams=2) as tracer:
+        hidden = model.transformer.h[0].output.save()
+    assert torch.equal(tracer.result, raw)  # Hugging Face streams no beam search
+    assert hidden.shape[0] == 2  # the beams
+    with pytest.raises(ModuleNotCalledError, match="streamer"):
+        with model.generate(PROMPTS[0], max_new_tokens=2, num_beams=2):
+            model.generator.streamer.output.save()
     assert_clean(model._model)

@@ -313,8 +313,13 @@ class LanguageModel(NNsight):
             steps = _max_new_tokens(module, options, inputs.input_ids.shape[1])
             options = dict(options)
             user_streamer = options.pop("streamer", None)
+            config = getattr(module, "generation_config", None)
+            beams = options.get("num_beams", getattr(config, "num_beams", 1)) or 1
 
             def run() -> Any:
+                if beams > 1:  # Hugging Face streams no beam search: no streamer values
+                    streamer = {"streamer": user_streamer} if user_streamer is not None else {}
+                    return generator(module.generate(**call, **options, **streamer))
                 tap = _StreamTap(generator.streamer, user_streamer)
                 return generator(module.generate(**call, **options, streamer=tap))
 
@@ -368,7 +373,11 @@ class Generation(Tracer):
 
 class _Streamer(nn.Module):
     """``model.generator.streamer``: called once per generation step with the token ids that
-    step chose (shape ``[batch]``), so ``streamer.output`` in a step loop is that step's token."""
+    step chose (shape ``[batch]``), so ``streamer.output`` in a step loop is that step's token.
+
+    nnsight's streamer also gets the prompt, first, so its value at iteration ``i`` is the token
+    of step ``i - 1``; here step ``i``'s value is step ``i``'s token. Beam search has none
+    (Hugging Face streams no beam search)."""
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return ids

@@ -1,6 +1,7 @@
-"""``model.generator.streamer``: each generation step's chosen tokens, read like a module output.
+"""``model.generator.streamer``: what generation hands its streamer, step by step, as nnsight has
+it: the prompt at step 0, then at step ``k`` the token step ``k - 1`` chose.
 
-Ground truth: the ids raw ``generate`` returns (the token step ``k`` chose is column
+Ground truth: the ids raw ``generate`` returns (step ``k``'s token is column
 ``prompt_length + k``), and a plain Hugging Face streamer given to the same generation.
 """
 
@@ -31,19 +32,35 @@ class Collect:
         self.ended = True
 
 
-def test_streamer_output_is_each_steps_tokens(tiny_gpt2):
+def test_streamer_output_is_the_prompt_then_each_earlier_steps_token(tiny_gpt2):
     model = tiny_gpt2
     inputs = model.tokenizer(PROMPTS[0], return_tensors="pt")
+    width = inputs["input_ids"].shape[1]
     raw = model._model.generate(**inputs, max_new_tokens=STEPS, do_sample=False)
-    new = raw[0, inputs["input_ids"].shape[1] :]
     with model.generate(PROMPTS[0], max_new_tokens=STEPS) as tracer:
         first = model.generator.streamer.output.save()  # outside a loop: step 0
         tokens = list().save()
         for _step in tracer.iter[1:]:
             tokens.append(model.generator.streamer.output)
-    assert torch.equal(first, new[:1])
+    assert torch.equal(first, raw[:, :width])
     assert len(tokens) == STEPS - 1
-    assert torch.equal(torch.cat(tokens), new[1:])
+    assert torch.equal(torch.cat(tokens), raw[0, width:-1])  # the last token has no step after
+    assert_clean(model._model)
+
+
+def test_streamer_read_after_later_modules_of_the_step(tiny_llama):
+    """It is handed over at the step's start: reads in any order still see it."""
+    model = tiny_llama
+    with model.generate(PROMPTS[0], max_new_tokens=STEPS) as tracer:
+        chosen, streamed = list().save(), list().save()
+        for _step in tracer.all():
+            chosen.append(model.lm_head.output[:, -1].argmax(-1))  # greedy: this step's token
+            streamed.append(model.generator.streamer.output)
+    ids = tracer.result
+    width = ids.shape[1] - STEPS
+    assert torch.equal(torch.cat(chosen), ids[0, width:])
+    assert torch.equal(streamed[0], ids[:, :width])
+    assert torch.equal(torch.cat(streamed[1:]), torch.cat(chosen[:-1]))
     assert_clean(model._model)
 
 
@@ -63,12 +80,14 @@ def test_streamer_per_invoke_rows_and_a_users_streamer(tiny_llama):
             both = model.generator.streamer.output.save()
     ids = tracer.result
     width = ids.shape[1] - 3
-    assert [t.shape for t in a] == [torch.Size([1])] * 3
-    assert torch.equal(torch.cat(a), ids[0, width:])
-    assert torch.equal(torch.cat(b), ids[1, width:])
-    assert torch.equal(both, ids[:, width])
+    assert [t.shape for t in a] == [torch.Size([1, width]), torch.Size([1]), torch.Size([1])]
+    assert torch.equal(a[0], ids[:1, :width]) and torch.equal(b[0], ids[1:, :width])
+    assert torch.equal(torch.cat(a[1:]), ids[0, width:-1])
+    assert torch.equal(torch.cat(b[1:]), ids[1, width:-1])
+    assert torch.equal(both, ids[:, :width])
     assert len(user.puts) == 4 and user.ended  # the user's streamer: the prompt, then each step
     assert torch.equal(user.puts[0], ids[:, :width])
+    assert all(torch.equal(p, ids[:, width + i]) for i, p in enumerate(user.puts[1:]))
     assert_clean(model._model)
 
 

@@ -221,6 +221,8 @@ class LanguageModel(NNsight):
     ) -> tuple[tuple[nn.Module, str], ...]:
         """Source accesses through standardized names, translated to the real module paths."""
         layout = self._layout
+        if steps and steps[0] == ("attr", "generator"):  # outside the model's own tree
+            return self.generator._watch_targets(steps[1:], kind)
         if layout is not None and kind in INDEXED_VALUES and steps:
             part, kind = INDEXED_VALUES[kind]
             inner = (("attr", getattr(layout, part)),) if part else ()
@@ -316,12 +318,18 @@ class LanguageModel(NNsight):
             config = getattr(module, "generation_config", None)
             beams = options.get("num_beams", getattr(config, "num_beams", 1)) or 1
 
+            embed = _input_embedding(module) if beams == 1 else None
+
             def run() -> Any:
-                if beams > 1:  # Hugging Face streams no beam search: no streamer values
+                if embed is None:  # Hugging Face streams no beam search: no streamer values
                     streamer = {"streamer": user_streamer} if user_streamer is not None else {}
                     return generator(module.generate(**call, **options, **streamer))
                 tap = _StreamTap(generator.streamer, user_streamer)
-                return generator(module.generate(**call, **options, streamer=tap))
+                handle = embed.register_forward_pre_hook(tap.emit)
+                try:
+                    return generator(module.generate(**call, **options, streamer=tap))
+                finally:
+                    handle.remove()
 
             return Run(
                 run,
@@ -372,12 +380,9 @@ class Generation(Tracer):
 
 
 class _Streamer(nn.Module):
-    """``model.generator.streamer``: called once per generation step with the token ids that
-    step chose (shape ``[batch]``), so ``streamer.output`` in a step loop is that step's token.
-
-    nnsight's streamer also gets the prompt, first, so its value at iteration ``i`` is the token
-    of step ``i - 1``; here step ``i``'s value is step ``i``'s token. Beam search has none
-    (Hugging Face streams no beam search)."""
+    """``model.generator.streamer``: the ids generation hands its streamer, as nnsight has it:
+    at step 0 the prompt (``[batch, seq]``), at step ``k`` the token step ``k - 1`` chose
+    (``[batch]``). Beam search has none (Hugging Face streams no beam search)."""
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return ids
@@ -395,25 +400,40 @@ class _Generator(nn.Module):
 
 
 class _StreamTap:
-    """The ``streamer=`` a traced generation gets: Hugging Face puts the prompt first, then each
-    step's new tokens right after that step's forward; the tokens go through ``_Streamer``.
-    A streamer the user passed gets every put too."""
+    """The ``streamer=`` a traced generation gets (a streamer the user passed gets every put).
+
+    Hugging Face puts the prompt before step 0 and each step's token right after that step's
+    forward. The tap keeps each put and calls ``_Streamer`` with it when the next step's forward
+    reaches the input embedding (``emit``): inside that step, after its bodies reached it, so
+    ``for step in tracer.iter[...]`` reads it there. The last token has no step after it.
+    """
 
     def __init__(self, streamer: nn.Module, user: Any = None) -> None:
         self._streamer = streamer
         self._user = user
-        self._prompt_seen = False
+        self._pending: torch.Tensor | None = None
 
     def put(self, value: torch.Tensor) -> None:
         if self._user is not None:
             self._user.put(value)
-        if self._prompt_seen:
-            self._streamer(value)
-        self._prompt_seen = True
+        self._pending = value
 
     def end(self) -> None:
         if self._user is not None:
             self._user.end()
+
+    def emit(self, module: nn.Module, args: Any) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._streamer(pending)
+
+
+def _input_embedding(module: nn.Module) -> nn.Module | None:
+    try:
+        found = module.get_input_embeddings()  # type: ignore[operator]
+    except (AttributeError, NotImplementedError):
+        return None
+    return found if isinstance(found, nn.Module) else None
 
 
 def _vocab_size(module: nn.Module) -> int | None:

@@ -161,3 +161,22 @@ def test_a_hooked_call_of_a_forward_module_leaves_the_forwards_own_call_traced()
     torch.testing.assert_close(real, expected)
     torch.testing.assert_close(out, expected)
     assert_clean(net)
+
+
+def test_a_hooked_call_leaves_the_models_edits_for_the_forwards_own_call():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        OrderedDict(
+            layer1=nn.Linear(5, 10), block=nn.Sequential(OrderedDict(inner=nn.Linear(10, 2)))
+        )
+    )
+    model = NNsight(net)
+    with model.edit() as edited:
+        model.block.inner.output[:] = 0
+    x, other = torch.randn(2, 5), torch.randn(2, 10)
+    with torch.no_grad(), edited.trace(x):
+        by_hand = edited.block(other, hook=True)  # before the forward reaches the block
+        out = edited.output.save()
+    assert torch.equal(by_hand, torch.zeros(2, 2))  # the edit ran on the call
+    assert torch.equal(out, torch.zeros(2, 2))  # and still on the forward's own call
+    assert_clean(net)

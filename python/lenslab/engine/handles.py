@@ -30,6 +30,7 @@ class Body(Protocol):
     """A block body waiting on the forward, as a ``Mediator`` is to the run."""
 
     started: bool
+    edit: bool  # a model.edit() body
     deferred: bool  # runs on its own greenlet
     greenlet: Any  # the greenlet it runs on
     start_on: frozenset[nn.Module] | None

@@ -11,7 +11,8 @@ The trace's other bodies see the call too, as in nnsight: a body already waiting
 output (or input) of a module the call runs gets that value, and may edit it, as from the
 forward (``l0.probe = Probe()``; an edit calls ``l0.probe(h, hook=True)``; a trace reads
 ``l0.probe.output``). Nothing else is kept of the call: a read that comes after it waits for
-the forward's own call of that module, traced as usual.
+the forward's own call of that module, traced as usual. The model's edits are not handed the
+call's values this way (the call's own run applies them): they stay for the forward's call.
 """
 
 from __future__ import annotations
@@ -112,7 +113,12 @@ def _offer(il: Interleaver, key: Key, value: Any) -> Any:
     bodies' greenlets end here too. The forward's own bookkeeping (its place, the keys it
     has traced) is left as it was.
     """
-    if il.finished or not any(m.waiting == key for m in il.mediators):
+    bodies = [
+        m
+        for m in il.mediators
+        if not m.edit and (m.waiting == key or (not m.started and key[0] in (m.start_on or ())))
+    ]  # waiting for it, or to start at its module (an invoke's body)
+    if il.finished or not bodies:
         return value
     here = getcurrent()
     above = set()  # here and the greenlets it returns to: they cannot become its children
@@ -130,7 +136,7 @@ def _offer(il: Interleaver, key: Key, value: Any) -> Any:
     for body, _ in parents:
         body.parent = here
     try:
-        return il._deliver(key, value, False)
+        return il._deliver(key, value, False, bodies)
     finally:
         il.greenlet, il.current = forward, current
         for body, parent in parents:

@@ -296,12 +296,15 @@ class Interleaver:
         """A call site's result, as a module's output hook gets it; None if unchanged."""
         return self._on_output(point, None, value)
 
-    def _deliver(self, key: Key, value: Any, record: bool) -> Any:
+    def _deliver(
+        self, key: Key, value: Any, record: bool, bodies: list[Body] | None = None
+    ) -> Any:
+        """Hand ``value`` to the bodies (all, or ``bodies``) waiting for ``key``."""
         if record:
             self.values[key] = value
         self.current = key
         module = key[0]
-        for mediator in self.mediators:
+        for mediator in self.mediators if bodies is None else bodies:
             if not mediator.started and module in mediator.start_on:  # type: ignore[operator]
                 mediator.start()
                 self._raise_if_failed()

@@ -82,6 +82,7 @@ class Mediator:
         self.rows = rows
         self.index = len(interleaver.mediators)
         self.step = 0
+        self.edit = False  # a model.edit() body (run in every trace of the edited model)
         self.waiting: Key | None = None
         self.slot: _Slot | None = None
         self._body = body

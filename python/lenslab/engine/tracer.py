@@ -440,7 +440,8 @@ class Tracer(Guarded):
             cache.attach(interleaver)
         for edit in getattr(self.model, "_edits", ()):
             namespace = dict(edit.namespace)
-            Mediator(interleaver, None, functools.partial(exec, edit.block.body, namespace))
+            body = Mediator(interleaver, None, functools.partial(exec, edit.block.body, namespace))
+            body.edit = True
             interleaver.watch_each(self._targets(edit.block, namespace.get)[0])
         return interleaver
 

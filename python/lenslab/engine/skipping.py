@@ -15,10 +15,11 @@ a ``SkippedModuleError``: its rows of such values mean nothing.
 
 Shapes: the value must have one row per batch row of the invoke (an ``EditError`` otherwise);
 when the module runs for other rows it must also fit the output it produced. When no row runs
-it, the output it would have produced comes from its forward run on fake tensors (shapes only,
-no compute; once per run and input shape), on a greenlet of its own so that no body sees that
-run, with the module's and the arguments' state (a KV cache) put back afterwards. A forward
-that fake tensors cannot run leaves the check to the next module that uses the value.
+it, the output it would have produced comes from its forward run on fake tensors (shapes
+only, no compute; once per module and shapes of its inputs and weights), on a greenlet of its
+own so that no body sees that run, with the module's and the arguments' state (a KV cache) put
+back afterwards. A forward that fake tensors cannot run leaves the check to the next module
+that uses the value.
 
 A body paused at the module's own input (``x = layer.input; layer.skip(x)``) asks too late for
 the wrapper (the call has already started): the module runs and its output is replaced, which
@@ -28,6 +29,7 @@ gives the same values.
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -71,7 +73,6 @@ class Skips:
         self.entries: dict[tuple[nn.Module, int], list[_Entry]] = {}
         self.done: set[tuple[nn.Module, int]] = set()  # answered by the wrapper: nothing to splice
         self.wrapped: dict[nn.Module, Any] = {}  # module -> its previous instance ``forward``
-        self.expected: dict[tuple[Any, ...], Any] = {}  # (module, input shapes) -> fake output
 
     # -- set-up, from a body ---------------------------------------------------------------
 
@@ -130,10 +131,15 @@ class Skips:
         entries: list[_Entry],
     ) -> None:
         """Each value against what the module would have returned (no row runs it)."""
-        signature = (module, *_shapes(args), *_shapes(kwargs))
-        if signature not in self.expected:
-            self.expected[signature] = _fake_output(module, real, args, kwargs)
-        expected = self.expected[signature]
+        signature = (*_shapes(args), *_shapes(kwargs), *_shapes(list(module.parameters())))
+        known = _expected.get(module)
+        if known is None:
+            known = _expected[module] = {}
+        if signature not in known:
+            if len(known) >= 16:
+                known.clear()
+            known[signature] = _fake_output(module, real, args, kwargs)
+        expected = known[signature]
         if expected is None:
             return
         batch = self.interleaver.batch
@@ -232,10 +238,17 @@ def _check_rows(value: Any, rows: slice | None, batch: int, label: str) -> None:
         )
 
 
+# What each skipped module returns on fake tensors, by the shapes of its inputs and weights:
+# found once, for every later run (a trace that skips a module pays for it only the first time).
+_expected: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _shapes(value: Any) -> list[Any]:
-    """The shapes and dtypes of the tensors in ``value`` (args or kwargs), in order."""
+    """The shapes, dtypes and devices of the tensors in ``value``, in order."""
     if isinstance(value, torch.Tensor):
-        return [(tuple(value.shape), value.dtype)]
+        return [(tuple(value.shape), value.dtype, value.device)]
     if isinstance(value, (tuple, list)):
         return [shape for item in value for shape in _shapes(item)]
     if isinstance(value, dict):

@@ -46,7 +46,7 @@ from .values import check_replacement, splice, view
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .envoy import Envoy
+    from .handles import ModuleHandle
     from .interleaver import Interleaver
     from .mediator import Mediator
 
@@ -258,7 +258,7 @@ def _true_forward(module: nn.Module) -> Any:
     return type(module).forward
 
 
-def call_site_names(module: nn.Module | Envoy) -> list[str]:
+def call_site_names(module: nn.Module | ModuleHandle) -> list[str]:
     """The names of the call sites in ``module``'s forward, in nnsight's order.
 
     For tools (the lab sidebar) that list what ``module.source`` offers; works outside traces.
@@ -288,7 +288,7 @@ def _scope_of(module: nn.Module, label: str) -> Scope:
 class SourceView:
     """``module.source``: the call sites of a forward, as attributes; printing shows the code."""
 
-    def __init__(self, scope: Scope, label: str, root: Envoy) -> None:
+    def __init__(self, scope: Scope, label: str, root: ModuleHandle) -> None:
         self._scope = scope
         self._label = label
         self._root = root
@@ -344,7 +344,7 @@ class Operation:
     values), ``_name`` the user's path, ``_root`` the model.
     """
 
-    def __init__(self, site: CallSite, label: str, root: Envoy) -> None:
+    def __init__(self, site: CallSite, label: str, root: ModuleHandle) -> None:
         self._module = site
         self._name = label
         self._root = root
@@ -457,7 +457,7 @@ class Operation:
         return callsites.render_site(scope.rewritten, self._module.site, self._name)
 
 
-def source_of(envoy: Envoy) -> SourceView:
+def source_of(envoy: ModuleHandle) -> SourceView:
     """``envoy.source``: the view of its module's forward (cached on the envoy)."""
     module = envoy._module
     cached = envoy.__dict__.get("_source_view")

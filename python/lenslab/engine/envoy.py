@@ -298,6 +298,7 @@ class Envoy:
         """Point this envoy (and every child made so far) at ``module``'s tree."""
         self._module = module
         self._targets.clear()
+        operations.rebind_source(self)
         for name, child in self._children.items():
             child._rebind(module._modules[name])  # type: ignore[arg-type]
 

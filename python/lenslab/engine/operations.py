@@ -468,6 +468,22 @@ def source_of(envoy: ModuleHandle) -> SourceView:
     return view
 
 
+def rebind_source(envoy: ModuleHandle) -> None:
+    """The envoy now stands for another module (a lazy model loaded its weights): point its
+    ``.source`` view, and the operations taken from it, at the same calls of the new module."""
+    cached = envoy.__dict__.get("_source_view")
+    if cached is None or cached[0] is envoy._module:
+        return
+    view = cached[1]
+    view._scope = _scope_of(envoy._module, envoy._name)
+    for name, operation in view._operations.items():
+        site = view._scope.by_name.get(name)
+        if site is not None:
+            operation._module = site
+            operation._source = None
+    envoy.__dict__["_source_view"] = (envoy._module, view)
+
+
 def site_targets(
     modules: list[nn.Module], rest: tuple[tuple[str, Any], ...], kind: str
 ) -> list[tuple[Any, str]]:

@@ -264,3 +264,50 @@ def test_skipping_a_module_the_forward_passed_is_out_of_order(model):
             mlp.output.save()
             mlp.skip(torch.zeros_like(norm.output))
     assert_no_skip_left(model)
+
+
+def test_a_wrong_last_dimension_is_an_edit_error_when_no_row_runs_the_module(model):
+    norm, mlp, _ = envoys(model, 1)
+    width = model.config.hidden_size
+    with pytest.raises(EditError, match=rf"shape \[1, \d+, {width}\]"):
+        with model.trace(PROMPTS[0]):  # one invoke: every row skips
+            mlp.skip(torch.zeros_like(norm.output)[..., :5])
+    with pytest.raises(EditError, match="shape"):  # every invoke skipping, one of them wrong
+        with model.trace() as tracer:
+            with tracer.invoke(PROMPTS[0]):
+                mlp.skip(torch.zeros_like(norm.output))
+            with tracer.invoke(PROMPTS[1]):
+                mlp.skip(torch.zeros_like(norm.output)[..., :-1])
+    with pytest.raises(EditError, match="dtype"):
+        with model.trace(PROMPTS[0]):
+            mlp.skip(torch.zeros_like(norm.output, dtype=torch.float64))
+    assert_no_skip_left(model)
+    with torch.no_grad(), model.trace(PROMPTS[0]):
+        logits = model.output.logits.save()
+    torch.testing.assert_close(logits, plain_logits(model, [PROMPTS[0]]))
+
+
+def test_skipping_a_whole_block_in_generation_leaves_the_kv_cache_intact(model):
+    """The shape check runs the block (which writes its KV cache) on fake tensors: the real
+    cache must come out untouched, so later steps match plain torch, where the block's first
+    call (step 0) is replaced by the identity and later calls run."""
+    block = layers_of(model._model)[1]
+    inputs = model.tokenizer(PROMPTS[0], return_tensors="pt")
+    real = block.forward
+    calls = []
+
+    def first_call_replaced(x, *args, **kwargs):
+        calls.append(1)
+        return x if len(calls) == 1 else real(x, *args, **kwargs)
+
+    block.forward = first_call_replaced
+    try:
+        with torch.no_grad():
+            expected = model._model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    finally:
+        del block.forward
+    blocks = model.transformer.h if hasattr(model._model, "transformer") else model.model.layers
+    with torch.no_grad(), model.generate(PROMPTS[0], max_new_tokens=4) as tracer:
+        blocks[1].skip(blocks[0].output)  # step 0 only; before block 1's call: it never runs
+    assert torch.equal(tracer.result, expected)
+    assert_no_skip_left(model)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from lenslab import NNsight
+from lenslab import EditError, NNsight
 
 from ..conftest import assert_clean, hooked, layers_of
 
@@ -412,6 +412,22 @@ def test_editing_inputs(lm):
     assert torch.equal(whole, args[0] * 2)
     assert not torch.allclose(expected, raw_logits(lm))
     assert_clean(lm._model)
+
+
+def test_inputs_set_to_something_other_than_args_and_kwargs_names_the_fix():
+    net = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
+    model = NNsight(net)
+    x = torch.randn(2, 3)
+    cases = [
+        (lambda m: (torch.zeros(2, 3), m[1].inputs[1]), r"first item .* is a Tensor, not a tuple"),
+        (lambda m: (m[1].inputs[0], [1]), r"second item .* is a list, not a dict"),
+        (lambda m: torch.zeros(2, 3), r"a tuple of two items; got a Tensor.*\.input = x"),
+    ]
+    for make, message in cases:
+        with pytest.raises(EditError, match=message):
+            with model.trace(x):
+                model[1].inputs = make(model)
+        assert_clean(net)
 
 
 # -- editing a tuple output (attention) ----------------------------------------------------------

@@ -96,6 +96,18 @@ def test_wrong_object_escapes_are_refused_at_run_time(server, tiny_local, tmp_pa
     assert named in str(caught.value)
 
 
+def test_attaching_a_module_to_the_hosted_model_is_refused_before_running(
+    server, tiny_local, tmp_path
+):
+    """Locally ``envoy.name = module`` attaches the module to the model's tree; remotely the
+    hosted model must stay as it is."""
+    line = "model.model.layers[0].mlp.act_fn = torch.nn.ReLU()"
+    with pytest.raises(RemoteCodeError, match="rejected before running") as caught:
+        run(tmp_path, tiny_local, "invoke", line)
+    assert 'assigning ".act_fn" is not allowed' in str(caught.value)
+    assert not isinstance(tiny_local._model.model.layers[0].mlp.act_fn, torch.nn.ReLU)
+
+
 def test_after_every_escape_the_model_answers_as_a_local_copy(server, tiny_local):
     with tiny_local.trace("The cat sat", remote=True):
         remote = tiny_local.output.logits.save()

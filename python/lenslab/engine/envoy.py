@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import DeviceError, ModulePathError
-from . import operations
+from . import operations, skipping
 from .hooked import hooked_call
 from .mediator import mediator_for
 from .offload import offloaded_value
@@ -82,7 +82,7 @@ class Envoy:
 
     def skip(self, value: Any) -> None:
         """Do not run this module: ``value`` is its output, for this invoke's rows (skipping.py)."""
-        mediator_for(self, "skip").skip(self, value)
+        skipping.skip(mediator_for(self, "skip"), self, value)
 
     def next(self, steps: int = 1) -> Envoy:
         """Move the running body ``steps`` generation steps on: ``layer.next().output``."""
@@ -118,6 +118,21 @@ class Envoy:
         except AttributeError:
             raise ModulePathError(self._missing_child(name)) from None
         return offloaded_value(module, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """``envoy.name = module`` attaches ``module`` to the real tree, traceable like the rest
+        (``model.layers[0].probe = nn.Linear(...)``, then ``model.layers[0].probe.output``)."""
+        if (
+            isinstance(value, nn.Module)
+            and name[0] != "_"
+            and "_module" in self.__dict__
+            and not hasattr(type(self), name)
+        ):
+            setattr(self._module, name, value)
+            self.__dict__.pop(name, None)  # the child envoy cached for a module it replaces
+            self._children.pop(name, None)
+            return
+        object.__setattr__(self, name, value)
 
     def __getitem__(self, key: int | str | slice) -> Any:
         if type(key) is int and key in self._by_index:
@@ -283,6 +298,7 @@ class Envoy:
         """Point this envoy (and every child made so far) at ``module``'s tree."""
         self._module = module
         self._targets.clear()
+        operations.rebind_source(self)
         for name, child in self._children.items():
             child._rebind(module._modules[name])  # type: ignore[arg-type]
 

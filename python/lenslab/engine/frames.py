@@ -54,6 +54,11 @@ def _as_target(code: CodeType, lasti: int) -> tuple[bool, str | None, bool]:
     return found
 
 
+def as_name(frame: FrameType) -> str | None:
+    """The one name a with-statement whose ``__enter__`` is running in ``frame`` binds, if any."""
+    return _as_target(frame.f_code, frame.f_lasti)[1]
+
+
 def skip_body(frame: FrameType, bound: Any, body_line: int) -> Callable[[], None]:
     """Make the with-body about to run in ``frame`` raise SkipBody instead of running.
 

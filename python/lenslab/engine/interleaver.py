@@ -20,20 +20,14 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from greenlet import GreenletExit, getcurrent, greenlet
 from torch import nn
 
+from .handles import Body, Key, SkipTable
 from .stacks import spawn
 
-if TYPE_CHECKING:
-    from .mediator import Mediator
-    from .skipping import Skips
-
-# (module, "output" | "input", step; -1 for unstepped). The module may also be a call site
-# inside a forward (operations.py): it has attach / detach / owner instead of torch's hooks.
-Key = tuple[nn.Module, str, int]
 KINDS = ("input", "output")
 
 
@@ -64,7 +58,7 @@ class Interleaver:
         self.batch = run.size
         self.steps = run.steps
         self.unstepped = run.unstepped
-        self.mediators: list[Mediator] = []
+        self.mediators: list[Body] = []
         self.values: dict[Key, Any] = {}  # what watched modules produced, full batch
         # Calls of the root module so far (generation steps). A single forward needs no count:
         # it is step 0 throughout, and the root keeps torch's fast path (no pre-hook of ours).
@@ -75,7 +69,7 @@ class Interleaver:
         self.failure: BaseException | None = None
         self.current: Key | None = None  # the value being handed to bodies right now
         self.unattended = False  # no body pauses in this run (passive.py): values are only kept
-        self.skips: Skips | None = None  # set by the first .skip (skipping.py)
+        self.skips: SkipTable | None = None  # set by the first .skip (skipping.py)
         self.wakeups: list[Callable[[], None]] = []  # run on the forward's side (barrier.py)
         self._run = run.call
         self._hooks: dict[tuple[nn.Module, str], int] = {}
@@ -302,12 +296,15 @@ class Interleaver:
         """A call site's result, as a module's output hook gets it; None if unchanged."""
         return self._on_output(point, None, value)
 
-    def _deliver(self, key: Key, value: Any, record: bool) -> Any:
+    def _deliver(
+        self, key: Key, value: Any, record: bool, bodies: list[Body] | None = None
+    ) -> Any:
+        """Hand ``value`` to the bodies (all, or ``bodies``) waiting for ``key``."""
         if record:
             self.values[key] = value
         self.current = key
         module = key[0]
-        for mediator in self.mediators:
+        for mediator in self.mediators if bodies is None else bodies:
             if not mediator.started and module in mediator.start_on:  # type: ignore[operator]
                 mediator.start()
                 self._raise_if_failed()

@@ -27,7 +27,6 @@ from ..errors import (
     OutOfOrderError,
     TraceStateError,
 )
-from . import skipping
 from .interleaver import Interleaver, Key, end_greenlet
 from .registry import open_tracer
 from .saving import OutputTuple
@@ -37,12 +36,12 @@ from .values import check_replacement, splice, tensors_in, view
 if TYPE_CHECKING:
     from torch import nn
 
-    from .envoy import Envoy
+    from .handles import ModuleHandle
 
 _bodies: dict[greenlet, list[Mediator]] = {}  # greenlet running a body -> its open mediators
 
 
-def mediator_for(envoy: Envoy, kind: str) -> Mediator:
+def mediator_for(envoy: ModuleHandle, kind: str) -> Mediator:
     """The mediator of the body running here that traces ``envoy``'s model."""
     stack = _bodies.get(getcurrent())
     if stack:
@@ -83,6 +82,7 @@ class Mediator:
         self.rows = rows
         self.index = len(interleaver.mediators)
         self.step = 0
+        self.edit = False  # a model.edit() body (run in every trace of the edited model)
         self.waiting: Key | None = None
         self.slot: _Slot | None = None
         self._body = body
@@ -166,7 +166,7 @@ class Mediator:
 
     # -- called by the body ---------------------------------------------------------------------
 
-    def read(self, envoy: Envoy, kind: str) -> Any:
+    def read(self, envoy: ModuleHandle, kind: str) -> Any:
         """The value of ``envoy.<kind>`` as this invoke sees it."""
         full = self._value(envoy, kind)
         il = self.interleaver
@@ -182,7 +182,7 @@ class Mediator:
             return view((args, kwargs), self.rows, il.batch)
         return view(_first_input(args, kwargs, envoy), self.rows, il.batch)
 
-    def write(self, envoy: Envoy, kind: str, value: Any) -> None:
+    def write(self, envoy: ModuleHandle, kind: str, value: Any) -> None:
         """Replace ``envoy.<kind>`` for this invoke's rows."""
         key = self._key(envoy, kind)
         slot = self.slot
@@ -222,16 +222,12 @@ class Mediator:
             check_replacement(view(kwargs[name], rows, batch), value, label)
             slot.value = (args, {**kwargs, name: splice(kwargs[name], rows, batch, value)})
 
-    def skip(self, envoy: Envoy, value: Any) -> None:
-        """``envoy.skip(value)``: see skipping.py."""
-        skipping.skip(self, envoy, value)
-
-    def _key(self, envoy: Envoy, kind: str) -> Key:
+    def _key(self, envoy: ModuleHandle, kind: str) -> Key:
         module = envoy._module
         step = -1 if module in self.interleaver.unstepped else self.step
         return (module, "output" if kind == "output" else "input", step)
 
-    def _value(self, envoy: Envoy, kind: str) -> Any:
+    def _value(self, envoy: ModuleHandle, kind: str) -> Any:
         il = self.interleaver
         module = envoy._module  # the key as in _key(), inline: every read comes here
         key = (
@@ -324,7 +320,7 @@ class Mediator:
                     "first."
                 )
 
-    def _never(self, envoy: Envoy, kind: str) -> ModuleNotCalledError:
+    def _never(self, envoy: ModuleHandle, kind: str) -> ModuleNotCalledError:
         label = f"{envoy._name}.{kind}"
         if self.step > self.interleaver.step:
             return ModuleNotCalledError(
@@ -344,7 +340,7 @@ class Mediator:
         )
 
 
-def _first_input(args: tuple[Any, ...], kwargs: dict[str, Any], envoy: Envoy) -> Any:
+def _first_input(args: tuple[Any, ...], kwargs: dict[str, Any], envoy: ModuleHandle) -> Any:
     if args:
         return args[0]
     if kwargs:
@@ -360,7 +356,23 @@ def _as_inputs(value: Any, label: str) -> tuple[tuple[Any, ...], dict[str, Any]]
         and isinstance(value[1], dict)
     ):
         return tuple(value[0]), value[1]
-    raise EditError(f"cannot set {label}: expected (args, kwargs), got {type(value).__name__}.")
+    if isinstance(value, tuple) and len(value) == 2:
+        args, kwargs = value
+        wrong = (
+            f"its first item (the positional arguments) is a {type(args).__name__}, not a tuple"
+            if not isinstance(args, (tuple, list))
+            else f"its second item (the keyword arguments) is a {type(kwargs).__name__}, not a dict"
+        )
+        raise EditError(
+            f"cannot set {label}: it takes (args, kwargs), and {wrong}. Write "
+            f"{label} = ((x, *args[1:]), kwargs), or set the first argument alone with "
+            f"{label[: -len('inputs')]}input = x."
+        )
+    raise EditError(
+        f"cannot set {label}: it takes (args, kwargs), a tuple of two items; got a "
+        f"{type(value).__name__}{f' of {len(value)} items' if isinstance(value, tuple) else ''}."
+        f" To set the first argument alone, use {label[: -len('inputs')]}input = x."
+    )
 
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -46,7 +46,7 @@ from .values import check_replacement, splice, view
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .envoy import Envoy
+    from .handles import ModuleHandle
     from .interleaver import Interleaver
     from .mediator import Mediator
 
@@ -259,7 +259,7 @@ def _true_forward(module: nn.Module) -> Any:
     return inspect.getattr_static(type(module), "forward")
 
 
-def call_site_names(module: nn.Module | Envoy) -> list[str]:
+def call_site_names(module: nn.Module | ModuleHandle) -> list[str]:
     """The names of the call sites in ``module``'s forward, in nnsight's order.
 
     For tools (the lab sidebar) that list what ``module.source`` offers; works outside traces.
@@ -302,7 +302,7 @@ def _scope_of(module: nn.Module, label: str) -> Scope:
 class SourceView:
     """``module.source``: the call sites of a forward, as attributes; printing shows the code."""
 
-    def __init__(self, scope: Scope, label: str, root: Envoy) -> None:
+    def __init__(self, scope: Scope, label: str, root: ModuleHandle) -> None:
         self._scope = scope
         self._label = label
         self._root = root
@@ -358,7 +358,7 @@ class Operation:
     values), ``_name`` the user's path, ``_root`` the model.
     """
 
-    def __init__(self, site: CallSite, label: str, root: Envoy) -> None:
+    def __init__(self, site: CallSite, label: str, root: ModuleHandle) -> None:
         self._module = site
         self._name = label
         self._root = root
@@ -471,7 +471,7 @@ class Operation:
         return callsites.render_site(scope.rewritten, self._module.site, self._name)
 
 
-def source_of(envoy: Envoy) -> SourceView:
+def source_of(envoy: ModuleHandle) -> SourceView:
     """``envoy.source``: the view of its module's forward (cached on the envoy)."""
     module = envoy._module
     cached = envoy.__dict__.get("_source_view")
@@ -480,6 +480,22 @@ def source_of(envoy: Envoy) -> SourceView:
     view = SourceView(_scope_of(module, envoy._name), f"{envoy._name}.source", envoy._root)
     envoy.__dict__["_source_view"] = (module, view)
     return view
+
+
+def rebind_source(envoy: ModuleHandle) -> None:
+    """The envoy now stands for another module (a lazy model loaded its weights): point its
+    ``.source`` view, and the operations taken from it, at the same calls of the new module."""
+    cached = envoy.__dict__.get("_source_view")
+    if cached is None or cached[0] is envoy._module:
+        return
+    view = cached[1]
+    view._scope = _scope_of(envoy._module, envoy._name)
+    for name, operation in view._operations.items():
+        site = view._scope.by_name.get(name)
+        if site is not None:
+            operation._module = site
+            operation._source = None
+    envoy.__dict__["_source_view"] = (envoy._module, view)
 
 
 def site_targets(

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 from greenlet import getcurrent, greenlet
 
 if TYPE_CHECKING:
-    from .tracer import Tracer
+    from .handles import OpenTrace
 
-_open: dict[greenlet, list[Tracer]] = {}  # open with-blocks, by the greenlet that opened them
+_open: dict[greenlet, list[OpenTrace]] = {}  # open with-blocks, by the greenlet that opened them
 
 
-def open_tracer(model: Any) -> Tracer | None:
+def open_tracer(model: Any) -> OpenTrace | None:
     """The innermost trace of ``model`` open on this greenlet, if any."""
     for tracer in reversed(_open.get(getcurrent(), [])):
         if tracer.model is model:

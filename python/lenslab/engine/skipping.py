@@ -15,8 +15,11 @@ a ``SkippedModuleError``: its rows of such values mean nothing.
 
 Shapes: the value must have one row per batch row of the invoke (an ``EditError`` otherwise);
 when the module runs for other rows it must also fit the output it produced. When no row runs
-it there is no output to compare with, so a wrong trailing dimension surfaces in the next
-module that uses it.
+it, the output it would have produced comes from its forward run on fake tensors (shapes
+only, no compute; once per module and shapes of its inputs and weights), on a greenlet of its
+own so that no body sees that run, with the module's and the arguments' state (a KV cache) put
+back afterwards. A forward that fake tensors cannot run leaves the check to the next module
+that uses the value.
 
 A body paused at the module's own input (``x = layer.input; layer.skip(x)``) asks too late for
 the wrapper (the call has already started): the module runs and its output is replaced, which
@@ -25,21 +28,33 @@ gives the same values.
 
 from __future__ import annotations
 
+import logging
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import torch
-from greenlet import getcurrent
+from greenlet import getcurrent, greenlet
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from ..errors import EditError, ModuleNotCalledError, OutOfOrderError, SkippedModuleError
 from .interleaver import Interleaver, _parents
 from .values import check_replacement, splice, view
 
 if TYPE_CHECKING:
-    from .envoy import Envoy
+    from .handles import ModuleHandle
     from .mediator import Mediator
 
 _RUN = object()  # the wrapper's answer: run the real forward
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+)
 _NO_ATTR = object()
 
 
@@ -69,7 +84,7 @@ class Skips:
         real = module.forward
 
         def forward(*args: Any, **kwargs: Any) -> Any:
-            value = self._whole(module)
+            value = self._whole(module, real, args, kwargs)
             return real(*args, **kwargs) if value is _RUN else value
 
         module.forward = forward  # type: ignore[method-assign]
@@ -88,7 +103,9 @@ class Skips:
 
     # -- the forward's side ----------------------------------------------------------------
 
-    def _whole(self, module: nn.Module) -> Any:
+    def _whole(
+        self, module: nn.Module, real: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         """The module's output when every row is skipped now; ``_RUN`` otherwise."""
         il = self.interleaver
         if getcurrent() is not il.greenlet:
@@ -97,10 +114,37 @@ class Skips:
         entries = self.entries.get(key)
         if not entries:
             return _RUN
-        value = _assemble(entries, il.batch)
-        if value is not _RUN:
-            self.done.add(key)
-        return value
+        covering = _covering(entries, il.batch)
+        if covering is None:
+            return _RUN
+        self._check_whole(module, real, args, kwargs, covering)
+        self.done.add(key)
+        values = [entry.value for entry in covering]
+        return values[0] if len(values) == 1 else _cat(values)
+
+    def _check_whole(
+        self,
+        module: nn.Module,
+        real: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        entries: list[_Entry],
+    ) -> None:
+        """Each value against what the module would have returned (no row runs it)."""
+        signature = (*_shapes(args), *_shapes(kwargs), *_shapes(list(module.parameters())))
+        known = _expected.get(module)
+        if known is None:
+            known = _expected[module] = {}
+        if signature not in known:
+            if len(known) >= 16:
+                known.clear()
+            known[signature] = _fake_output(module, real, args, kwargs)
+        expected = known[signature]
+        if expected is None:
+            return
+        batch = self.interleaver.batch
+        for entry in entries:
+            check_replacement(view(expected, entry.rows, batch), entry.value, entry.label)
 
     def replace(self, module: nn.Module, step: int, output: Any) -> Any:
         """``output`` with the skipping invokes' rows replaced; None if nothing to do."""
@@ -132,7 +176,7 @@ class Skips:
             outer = above.get(outer)
 
 
-def skip(mediator: Mediator, envoy: Envoy, value: Any) -> None:
+def skip(mediator: Mediator, envoy: ModuleHandle, value: Any) -> None:
     """``envoy.skip(value)`` for ``mediator``'s rows: wait for the module's call, then skip it."""
     il = mediator.interleaver
     module = envoy._module
@@ -167,7 +211,7 @@ def skip(mediator: Mediator, envoy: Envoy, value: Any) -> None:
     skips.add((module, step), _Entry(mediator, rows, value, label))
 
 
-def _passed(mediator: Mediator, envoy: Envoy) -> OutOfOrderError:
+def _passed(mediator: Mediator, envoy: ModuleHandle) -> OutOfOrderError:
     return OutOfOrderError(
         f"cannot skip {envoy._name}: the forward pass already ran past it (it is at "
         f"{mediator._last_label}). A .skip must come before reading any later module: move "
@@ -194,23 +238,115 @@ def _check_rows(value: Any, rows: slice | None, batch: int, label: str) -> None:
         )
 
 
-def _assemble(entries: list[_Entry], batch: int) -> Any:
-    """One output for the whole batch from the invokes' values; ``_RUN`` if rows are missing."""
+# What each skipped module returns on fake tensors, by the shapes of its inputs and weights:
+# found once, for every later run (a trace that skips a module pays for it only the first time).
+_expected: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _shapes(value: Any) -> list[Any]:
+    """The shapes, dtypes and devices of the tensors in ``value``, in order."""
+    if isinstance(value, torch.Tensor):
+        return [(tuple(value.shape), value.dtype, value.device)]
+    if isinstance(value, (tuple, list)):
+        return [shape for item in value for shape in _shapes(item)]
+    if isinstance(value, dict):
+        return [(k, *_shapes(v)) for k, v in value.items()]
+    return [type(value)]
+
+
+def _fake_output(
+    module: nn.Module, real: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """What ``real(*args, **kwargs)`` returns, on fake tensors; None if they cannot run it.
+
+    With the module tree's hooks set aside (the user's too: for them the module did not run),
+    and on a greenlet of its own (the run's hooks act only on the forward's greenlet). All it
+    could change is put back: the module tree's parameters, buffers and attributes, and the
+    attributes and items of the objects in the arguments (a KV cache appends to itself).
+    """
+    modules = [
+        (m, dict(m._parameters), dict(m._buffers), dict(m.__dict__)) for m in module.modules()
+    ]
+    for m, *_ in modules:  # no hook sees this run, the user's own neither
+        for name in _HOOK_DICTS:
+            if name in m.__dict__:
+                m.__dict__[name] = type(m.__dict__[name])()
+    states: list[tuple[Any, Any]] = []
+    _keep_state((args, kwargs), states, set(), depth=4)
+    quiet = logging.getLogger("torch._subclasses.fake_tensor")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+
+    def run() -> Any:
+        try:
+            with FakeTensorMode(allow_non_fake_inputs=True):
+                return real(*args, **kwargs)
+        except Exception:  # an op fake tensors cannot run: no check here
+            return None
+
+    try:
+        return greenlet(run).switch()
+    finally:
+        quiet.setLevel(level)
+        for m, parameters, buffers, attributes in modules:
+            m._parameters.clear()
+            m._parameters.update(parameters)
+            m._buffers.clear()
+            m._buffers.update(buffers)
+            m.__dict__.clear()
+            m.__dict__.update(attributes)
+        for obj, state in reversed(states):
+            if isinstance(obj, list):
+                obj[:] = state
+            elif isinstance(obj, dict):
+                obj.clear()
+                obj.update(state)
+            else:
+                obj.__dict__.clear()
+                obj.__dict__.update(state)
+
+
+def _keep_state(value: Any, states: list[tuple[Any, Any]], seen: set[int], depth: int) -> None:
+    """Record the items and attributes of the mutable objects reachable from ``value``."""
+    if depth < 0 or id(value) in seen or isinstance(value, (torch.Tensor, nn.Module)):
+        return
+    if value is None or isinstance(value, (bool, int, float, str, bytes, torch.dtype)):
+        return
+    seen.add(id(value))
+    if isinstance(value, tuple):
+        items: Any = value
+    elif isinstance(value, list):
+        states.append((value, list(value)))
+        items = value
+    elif isinstance(value, dict):
+        states.append((value, dict(value)))
+        items = value.values()
+    elif hasattr(value, "__dict__") and not isinstance(value, type):
+        states.append((value, dict(value.__dict__)))
+        items = value.__dict__.values()
+    else:
+        return
+    for item in items:
+        _keep_state(item, states, seen, depth - 1)
+
+
+def _covering(entries: list[_Entry], batch: int) -> list[_Entry] | None:
+    """The entries whose values make the whole batch's output, in row order; None if rows are
+    missing (the module must run for them)."""
     for entry in reversed(entries):
         if entry.rows is None:
-            return entry.value
+            return [entry]
     ordered = sorted(entries, key=lambda e: e.rows.start)  # type: ignore[union-attr]
     at = 0
     for entry in ordered:
         rows = entry.rows
         assert rows is not None
         if rows.start != at:
-            return _RUN
+            return None
         at = rows.stop
-    if at != batch:
-        return _RUN
-    values = [entry.value for entry in ordered]
-    return values[0] if len(values) == 1 else _cat(values)
+    return ordered if at == batch else None
 
 
 def _cat(values: list[Any]) -> Any:

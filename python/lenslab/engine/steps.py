@@ -24,14 +24,14 @@ from . import frames, source
 from .mediator import _bodies
 
 if TYPE_CHECKING:
+    from .handles import OpenTrace
     from .mediator import Mediator
-    from .tracer import Tracer
 
 
 class Steps:
     """``tracer.iter``: index it with an int, a slice or a list of step numbers."""
 
-    def __init__(self, tracer: Tracer) -> None:
+    def __init__(self, tracer: OpenTrace) -> None:
         self._tracer = tracer
 
     def __getitem__(self, selection: int | slice | list[int]) -> StepLoop:
@@ -41,7 +41,7 @@ class Steps:
 class StepLoop:
     """The iterable of chosen steps; yields each step number as the run reaches it."""
 
-    def __init__(self, tracer: Tracer, selection: int | slice | list[int]) -> None:
+    def __init__(self, tracer: OpenTrace, selection: int | slice | list[int]) -> None:
         self._tracer = tracer
         self._selection = selection
         self._frame: FrameType | None = None
@@ -108,7 +108,7 @@ class StepLoop:
             mediator.step = previous
 
 
-def _running_mediator(tracer: Tracer) -> Mediator:
+def _running_mediator(tracer: OpenTrace) -> Mediator:
     """The body (inline or an invoke's) running here that traces ``tracer``'s model."""
     root = tracer.model._module
     for mediator in reversed(_bodies.get(getcurrent(), [])):

@@ -65,6 +65,8 @@ class Traceable(Protocol):
 
     def _batch(self, prepared: list[Any], method: str, options: dict[str, Any]) -> Run: ...
 
+    def _call_inputs(self, prepared: Any) -> tuple[tuple[Any, ...], dict[str, Any]]: ...
+
 
 @dataclass
 class Deferred:
@@ -361,7 +363,11 @@ class Tracer(Guarded):
                     "block's source: a file or notebook cell, and no return/yield inside."
                 )
             return None
-        self._pending.append(Deferred(prepared, block, rerun.namespace_of(frame)))
+        namespace = rerun.namespace_of(frame)
+        name = frames.as_name(frame)
+        if name is not None:  # the body runs later, in this snapshot: ``as`` binds there too
+            namespace[name] = bound
+        self._pending.append(Deferred(prepared, block, namespace))
         return frames.skip_body(frame, bound, block.body_line)
 
     def _restore_tracing(self) -> None:
@@ -434,7 +440,8 @@ class Tracer(Guarded):
             cache.attach(interleaver)
         for edit in getattr(self.model, "_edits", ()):
             namespace = dict(edit.namespace)
-            Mediator(interleaver, None, functools.partial(exec, edit.block.body, namespace))
+            body = Mediator(interleaver, None, functools.partial(exec, edit.block.body, namespace))
+            body.edit = True
             interleaver.watch_each(self._targets(edit.block, namespace.get)[0])
         return interleaver
 
@@ -513,6 +520,20 @@ class Invoker(Guarded):
         self.prepared = tracer.model._prepare(args, kwargs) if args or kwargs else None
         self._inline = False
         self._unskip: Callable[[], None] | None = None
+
+    @property
+    def inputs(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """This invoke's own inputs as the model's forward takes them: ``(args, kwargs)``.
+
+        For a language model: ``((), {"input_ids": ..., "attention_mask": ...})``, this invoke's
+        rows alone (before other invokes' rows are batched and padded with them).
+        """
+        if self.prepared is None:
+            raise InputError(
+                "invoker.inputs: this tracer.invoke() has no inputs of its own (it runs over "
+                "the rows of the invokes that have them); read .inputs of one of those."
+            )
+        return self.tracer.model._call_inputs(self.prepared)
 
     def _enter(self) -> Invoker:
         frame = sys._getframe(1)  # the caller's: Guarded.__enter__ is C, with no frame

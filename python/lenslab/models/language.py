@@ -221,6 +221,8 @@ class LanguageModel(NNsight):
     ) -> tuple[tuple[nn.Module, str], ...]:
         """Source accesses through standardized names, translated to the real module paths."""
         layout = self._layout
+        if steps and steps[0] == ("attr", "generator"):  # outside the model's own tree
+            return self.generator._watch_targets(steps[1:], kind)
         if layout is not None and kind in INDEXED_VALUES and steps:
             part, kind = INDEXED_VALUES[kind]
             inner = (("attr", getattr(layout, part)),) if part else ()
@@ -287,6 +289,13 @@ class LanguageModel(NNsight):
     def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TokenInputs | TextInputs:
         return tokenize(self.tokenizer, args, kwargs, lambda: _vocab_size(self._module))
 
+    def _call_inputs(
+        self, prepared: TokenInputs | TextInputs
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        inputs = batch([prepared], self.tokenizer, self._pad_id)
+        call = {"input_ids": inputs.input_ids, "attention_mask": inputs.attention_mask}
+        return (), {**call, **inputs.extra}
+
     def _batch(
         self, prepared: list[TokenInputs | TextInputs], method: str, options: dict[str, Any]
     ) -> Run:
@@ -304,8 +313,26 @@ class LanguageModel(NNsight):
         if method == "generate":
             generator = self._generator
             steps = _max_new_tokens(module, options, inputs.input_ids.shape[1])
+            options = dict(options)
+            user_streamer = options.pop("streamer", None)
+            config = getattr(module, "generation_config", None)
+            beams = options.get("num_beams", getattr(config, "num_beams", 1)) or 1
+
+            embed = _input_embedding(module) if beams == 1 else None
+
+            def run() -> Any:
+                if embed is None:  # Hugging Face streams no beam search: no streamer values
+                    streamer = {"streamer": user_streamer} if user_streamer is not None else {}
+                    return generator(module.generate(**call, **options, **streamer))
+                tap = _StreamTap(generator.streamer, user_streamer)
+                handle = embed.register_forward_pre_hook(tap.emit)
+                try:
+                    return generator(module.generate(**call, **options, streamer=tap))
+                finally:
+                    handle.remove()
+
             return Run(
-                lambda: generator(module.generate(**call, **options)),
+                run,
                 rows,
                 inputs.size,
                 steps=steps,
@@ -352,11 +379,61 @@ class Generation(Tracer):
         return self.model.tokenizer.batch_decode(self.result, skip_special_tokens=True)
 
 
-class _Generator(nn.Module):
-    """Stands for the whole generation, so its result can be read like a module output."""
+class _Streamer(nn.Module):
+    """``model.generator.streamer``: the ids generation hands its streamer, as nnsight has it:
+    at step 0 the prompt (``[batch, seq]``), at step ``k`` the token step ``k - 1`` chose
+    (``[batch]``). Beam search has none (Hugging Face streams no beam search)."""
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return ids
+
+
+class _Generator(nn.Module):
+    """Stands for the whole generation, so its result can be read like a module output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streamer = _Streamer()
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return ids
+
+
+class _StreamTap:
+    """The ``streamer=`` a traced generation gets (a streamer the user passed gets every put).
+
+    Hugging Face puts the prompt before step 0 and each step's token right after that step's
+    forward. The tap keeps each put and calls ``_Streamer`` with it when the next step's forward
+    reaches the input embedding (``emit``): inside that step, after its bodies reached it, so
+    ``for step in tracer.iter[...]`` reads it there. The last token has no step after it.
+    """
+
+    def __init__(self, streamer: nn.Module, user: Any = None) -> None:
+        self._streamer = streamer
+        self._user = user
+        self._pending: torch.Tensor | None = None
+
+    def put(self, value: torch.Tensor) -> None:
+        if self._user is not None:
+            self._user.put(value)
+        self._pending = value
+
+    def end(self) -> None:
+        if self._user is not None:
+            self._user.end()
+
+    def emit(self, module: nn.Module, args: Any) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._streamer(pending)
+
+
+def _input_embedding(module: nn.Module) -> nn.Module | None:
+    try:
+        found = module.get_input_embeddings()  # type: ignore[operator]
+    except (AttributeError, NotImplementedError):
+        return None
+    return found if isinstance(found, nn.Module) else None
 
 
 def _vocab_size(module: nn.Module) -> int | None:

@@ -138,6 +138,9 @@ class NNsight(Envoy):
                 break
         return Prepared(args, kwargs, size)
 
+    def _call_inputs(self, prepared: Prepared) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return prepared.args, dict(prepared.kwargs)
+
     def _batch(self, prepared: list[Prepared], method: str, options: dict[str, Any]) -> Run:
         if method != "forward":
             raise InputError(f"NNsight models only run forward passes, not {method!r}.")

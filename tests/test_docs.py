@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -148,7 +149,9 @@ def check_standardized(names: dict[str, Any], out: str) -> None:
 def check_nnsight(names: dict[str, Any], out: str) -> None:
     lines = out.splitlines()
     assert lines[0] == "3 ['model.lm_head']" and lines[1] == "['model', 'model.0', 'model.1']"
-    assert lines[3:] == ["0.0 True", "(1, 10, 576)", "True", "' Rome'"]
+    assert lines[3:] == ["0.0 True", "(1, 10, 576)", "True", "' Rome'", "(1, 10)"]
+    alone = names["model"].tokenizer(names["prompt"], return_tensors="pt")["input_ids"]
+    assert torch.equal(names["ids"], alone)
     # One cache entry per generated token, hook=True ran the edit, and the standalone backward
     # block saw a gradient.
     assert len(names["steps"]["model.lm_head"]) == 3
@@ -161,6 +164,14 @@ def check_toolkit(names: dict[str, Any], out: str) -> None:
     printout = re.search(r"```text\n(.*?)```", (DOCS / "toolkit.md").read_text(), re.S).group(1)
     for line in printout.splitlines():
         assert line in out.splitlines(), line
+    # Getting the data out: the rows are the result's own scores, cell by cell.
+    scores = names["patching"].scores["resid"]
+    assert f"{scores.numel()} ['probs', 'token_ids']" in out.splitlines()
+    for row in names["rows"]:
+        expected = scores[row["layer"], names["patching"].positions.index(row["position"])]
+        assert row["score"] == pytest.approx(float(expected))
+    baseline, steered = names["steered"].log_prob(names["model"], " great")
+    assert steered > baseline  # the warm vector makes " great" likelier
 
 
 def check_widgets(names: dict[str, Any], out: str) -> None:
@@ -168,6 +179,14 @@ def check_widgets(names: dict[str, Any], out: str) -> None:
     mine = names["mine"].array
     assert mine.shape == (30, 10) and not (mine != mine).any()  # every row set, no NaN
     assert names["outcome"].patched[0].token in out
+    panel = names["panel"]
+    assert panel.coefficient == 5.0 and panel.coefficient_range[1] >= 5.0  # widened by code
+    # Getting the data out: one row per cell, each the value set_row put there.
+    rows = names["rows"]
+    assert len(rows) == mine.size and f"{mine.size} .svg" in out.splitlines()
+    for row in rows:
+        assert row["value"] == pytest.approx(float(mine[row["row"], row["col"]]))
+    assert names["picture"].read_text().lstrip().startswith("<svg")
 
 
 def check_errors(names: dict[str, Any], out: str) -> None:

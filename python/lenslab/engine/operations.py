@@ -270,7 +270,7 @@ def call_site_names(module: nn.Module | ModuleHandle) -> list[str]:
     return list(call_site_lines(module))
 
 
-def call_site_lines(module: nn.Module | Envoy) -> dict[str, str]:
+def call_site_lines(module: nn.Module | ModuleHandle) -> dict[str, str]:
     """Each call site's name with the line of code it is on (stripped), in nnsight's order.
 
     Raises:

@@ -181,7 +181,7 @@ class Interleaver:
             # the worker parked: the _Abort then ends it and comes back here.
             with contextlib.suppress(_Abort):
                 self.greenlet.throw(_Abort())
-        if self.skips is not None:  # before the call sites: each puts back what it found
+        if self.skips is not None:  # in any order with the call sites (forwards.py)
             self.skips.unwrap()
         self._remove_hooks()  # also when the forward never started, or was cut unwinding
         for mediator in self.mediators:

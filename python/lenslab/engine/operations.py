@@ -6,13 +6,14 @@ more point of the interleaver, keyed ``(site, "output" | "input", step)`` like a
 so reads in any order, edits, invokes' rows, generation steps and the out-of-order errors are
 the module machinery's own (mediator.py, interleaver.py).
 
-How a call site is reached: the module's forward is rewritten once per function
-(callsites.py) so each call goes through ``scope.call(i, f)``, and that twin is put on the
-module instance only while some trace has a point in it: counted per module across traces and
-threads, and taken off when the last such forward ends (the interleaver drops its points when
-its forward ends, also after errors and Ctrl-C). While it is on, a call from a greenlet whose
-trace asked for nothing there gets ``f`` back unchanged, so another thread's trace of the same
-model computes exactly what the plain forward does. A trace with no ``.source`` never runs it.
+How a call site is reached: the module's forward is rewritten once per function (callsites.py)
+so each call goes through ``scope.call(i, f)``, and that twin replaces the module instance's
+forward (forwards.py; a skip still wraps it) only while some trace has a point in it: counted
+per module across traces and threads, and taken off when the last such forward ends (the
+interleaver drops its points when its forward ends, also after errors and Ctrl-C). While it is
+on, a call from a greenlet whose trace asked for nothing there gets ``f`` back unchanged, so
+another thread's trace of the same model computes exactly what the plain forward does. A trace
+with no ``.source`` never runs it.
 
 ``site.source`` recurses into the function called at a site: which function that is shows only
 when the forward reaches the call (``attention_interface`` is picked at run time), so the body
@@ -39,7 +40,7 @@ from ..errors import (
     SourceUnavailableError,
     TraceStateError,
 )
-from . import callsites
+from . import callsites, forwards
 from .mediator import mediator_for
 from .values import check_replacement, splice, view
 
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
 
 _lock = threading.Lock()  # attach / detach, and so the forward installs, across threads
 _building = threading.Lock()  # making a scope (a module's, or a called function's)
-_MISSING = object()
 
 
 class Scope:
@@ -70,8 +70,7 @@ class Scope:
         )
         self.attached: tuple[Interleaver, ...] = ()  # copied on change: read without the lock
         self._users: dict[Interleaver, int] = {}
-        self._installed: MethodType | None = None
-        self._previous: tuple[str, Any] = ("forward", _MISSING)
+        self._installed: forwards.Override | None = None
 
     @property
     def owner(self) -> Any:
@@ -110,20 +109,14 @@ class Scope:
     def _install(self, module: nn.Module) -> None:
         # accelerate keeps the model's forward as ``_old_forward`` behind its own wrapper.
         attr = "_old_forward" if "_old_forward" in module.__dict__ else "forward"
-        self._previous = (attr, module.__dict__.get(attr, _MISSING))
-        self._installed = MethodType(self.function, module)
-        module.__dict__[attr] = self._installed
+        twin = MethodType(self.function, module)
+        self._installed = forwards.Override(module, replacement=twin, attr=attr)
+        self._installed.apply()
 
     def _uninstall(self) -> None:
-        module = self.owner
         installed, self._installed = self._installed, None
-        attr, previous = self._previous
-        if module is None or module.__dict__.get(attr) is not installed:
-            return  # replaced since by someone else: theirs to put back
-        if previous is _MISSING:
-            del module.__dict__[attr]
-        else:
-            module.__dict__[attr] = previous
+        if installed is not None:
+            installed.remove()
 
 
 class CallSite:

@@ -1,10 +1,10 @@
 """``module.skip(value)``: the module's forward does not run and ``value`` is its output.
 
 Why a forward wrapper: torch picks the function a module call runs (``self.forward``) before
-any hook, so a hook cannot stop it. ``skip`` therefore puts an instance ``forward`` on the
-module while the forward is still before it, for this trace only; the wrapper returns the
-value when every batch row is skipped at the current step, and calls the real forward
-otherwise.
+any hook, so a hook cannot stop it. ``skip`` therefore wraps the module's forward (a layer of
+forwards.py, shared with other traces and ``.source``) while the forward is still before it, for
+this trace only; the wrapper returns the value when every batch row is skipped at the current
+step, and calls the real forward otherwise.
 
 Rows of a batched forward: each invoke skips only its own rows. When every row is skipped
 (one invoke, a promptless invoke, or all invokes skipping), the module does not run. When
@@ -38,6 +38,7 @@ from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from ..errors import EditError, ModuleNotCalledError, OutOfOrderError, SkippedModuleError
+from . import forwards
 from .interleaver import Interleaver, _parents
 from .values import check_replacement, splice, view
 
@@ -55,7 +56,6 @@ _HOOK_DICTS = (
     "_backward_hooks",
     "_backward_pre_hooks",
 )
-_NO_ATTR = object()
 
 
 class _Entry:
@@ -72,7 +72,7 @@ class Skips:
         self.interleaver = interleaver
         self.entries: dict[tuple[nn.Module, int], list[_Entry]] = {}
         self.done: set[tuple[nn.Module, int]] = set()  # answered by the wrapper: nothing to splice
-        self.wrapped: dict[nn.Module, Any] = {}  # module -> its previous instance ``forward``
+        self.wrapped: dict[nn.Module, forwards.Override] = {}  # this run's skipping forwards
 
     # -- set-up, from a body ---------------------------------------------------------------
 
@@ -80,22 +80,18 @@ class Skips:
         """Give ``module`` the skipping forward for the rest of this run."""
         if module in self.wrapped:
             return
-        self.wrapped[module] = module.__dict__.get("forward", _NO_ATTR)
-        real = module.forward
 
-        def forward(*args: Any, **kwargs: Any) -> Any:
-            value = self._whole(module, real, args, kwargs)
-            return real(*args, **kwargs) if value is _RUN else value
+        def layer(call_next: Any, *args: Any, **kwargs: Any) -> Any:
+            value = self._whole(module, call_next, args, kwargs)
+            return call_next(*args, **kwargs) if value is _RUN else value
 
-        module.forward = forward  # type: ignore[method-assign]
+        override = self.wrapped[module] = forwards.Override(module, layer=layer)
+        override.apply()
 
     def unwrap(self) -> None:
-        """Put every wrapped module's ``forward`` back (the run is over)."""
-        for module, previous in self.wrapped.items():
-            if previous is _NO_ATTR:
-                module.__dict__.pop("forward", None)
-            else:
-                module.forward = previous  # type: ignore[method-assign]
+        """Take this run's skipping forwards off (the run is over)."""
+        for override in self.wrapped.values():
+            override.remove()
         self.wrapped.clear()
 
     def add(self, key: tuple[nn.Module, int], entry: _Entry) -> None:

@@ -139,7 +139,8 @@ class StepPlot:
         >>> with model.generate(prompt, max_new_tokens=10) as tracer:
         ...     for step in tracer.all():
         ...         probs = model.next_token_probs[0]
-        ...         plot.append(step, token=decode(probs.argmax()), **{"top-1 p": probs.max()})
+        ...         token = model.tokenizer.decode(probs.argmax())
+        ...         plot.append(step, token=token, **{"top-1 p": probs.max()})
     """
 
     def __init__(self, series: Sequence[str], *, title: str = "", y_title: str = "") -> None:

@@ -166,12 +166,16 @@ def smol_edit_lib():
 def smol_skip():
     """Raw: the MLP's forward replaced by hand (an instance ``forward``), so it never runs."""
     mlp = smol.model.layers[10].mlp
+    previous = mlp.__dict__.get("forward")  # nnsight keeps a wrapper there
     mlp.forward = torch.zeros_like
     try:
         with torch.inference_mode():
             return [smol(**encode(PROMPT)).logits]
     finally:
-        del mlp.forward
+        if previous is None:
+            del mlp.forward
+        else:
+            mlp.forward = previous
 
 
 def smol_skip_lib():
@@ -195,10 +199,16 @@ def smol_source():
     return kept
 
 
+# The attention call's name: nnsight 0.8.1 also numbers assignments, and the line
+# ``attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(...)`` takes
+# ``attention_interface_0`` there; lenslab numbers calls only (nnsight's documented form).
+ATTENTION_CALL = "attention_interface_1" if sys.argv[1] == "nnsight" else "attention_interface_0"
+
+
 def smol_source_lib():
     attn = smol_lib.model.layers[10].self_attn
     with torch.inference_mode(), smol_lib.trace(PROMPT):
-        mixed = attn.source.attention_interface_0.output[0].save()
+        mixed = getattr(attn.source, ATTENTION_CALL).output[0].save()
     return [mixed.flatten(2)]  # (batch, seq, heads, head_dim), as o_proj takes it
 
 

@@ -132,7 +132,7 @@ class Host:
     def check_alive(self) -> bool:
         """Whether the worker is up; a dead idle one is marked and its restart started."""
         process = self._process
-        if process is None or process.poll() is None:
+        if process is None or not _exited(process):
             return process is not None
         if self.running is None:
             self.state = "restarting"
@@ -173,7 +173,7 @@ class Host:
             job.status = "done" if ok else "failed"
 
     def _worker_alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._process is not None and not _exited(self._process)
 
     def _ensure_worker(self) -> bool:
         if self._worker_alive():
@@ -317,3 +317,16 @@ def _failure(message: str) -> bytes:
 
 def _package_root() -> str:
     return str(Path(__file__).resolve().parents[2])
+
+
+def _exited(process: subprocess.Popen[bytes]) -> bool:
+    """Whether the worker has exited. ``poll()`` alone says "running" while another thread is
+    inside ``waitpid`` for the same process (it does not wait for that thread: /health and the
+    feeding thread ask at once), so an unreaped process (a zombie) counts as exited too."""
+    if process.poll() is not None:
+        return True
+    try:
+        with open(f"/proc/{process.pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in {"Z", "X"}
+    except FileNotFoundError:  # reaped meanwhile
+        return True

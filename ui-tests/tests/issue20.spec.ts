@@ -6,9 +6,9 @@
 // Started by tests/widgets/test_browser.py (it writes issue20.ipynb and sets LENSLAB_WIDGETS=1).
 import { Locator, Page, expect, test } from '@playwright/test';
 import * as path from 'path';
+import { artifacts, cell, output, run as runCell, shot } from './notebook';
 
 const token = process.env.LAB_TOKEN ?? '';
-const artifacts = process.env.LENSLAB_ARTIFACTS ?? path.join(__dirname, '..', 'artifacts');
 const app = process.env.LENSLAB_APP ?? 'lab'; // "lab" or "notebook"
 
 test.skip(!process.env.LENSLAB_WIDGETS, 'started by tests/widgets/test_browser.py');
@@ -25,26 +25,7 @@ const NORMS = 6;
 const SAVE = 7;
 const SCRATCH = 8;
 
-function cell(page: Page, index: number): Locator {
-  return page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell').nth(index);
-}
-
-function output(page: Page, index: number): Locator {
-  return cell(page, index).locator('.jp-OutputArea-output');
-}
-
-async function run(page: Page, index: number): Promise<void> {
-  await cell(page, index).locator('.cm-content').click();
-  await page.keyboard.press('Shift+Enter');
-  await expect(cell(page, index).locator('.jp-InputPrompt')).toHaveText(/\[\d+\]/, {
-    timeout: 300000
-  });
-}
-
-async function shot(target: Locator, name: string): Promise<void> {
-  await target.evaluate(el => el.scrollIntoView({ block: 'center' }));
-  await target.screenshot({ path: path.join(artifacts, `${name}.png`) });
-}
+const run = (page: Page, index: number) => runCell(page, index, 300000);
 
 async function palette(page: Page, command: string): Promise<void> {
   await page.keyboard.press('Control+Shift+C');

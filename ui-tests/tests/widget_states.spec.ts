@@ -2,10 +2,9 @@
 // and dark themes, and a kernel restart (in the middle of a sweep) leaves each widget saying so, with no spinner.
 // Started by tests/widgets/test_browser.py (it writes states.ipynb and sets LENSLAB_WIDGETS=1).
 import { Locator, Page, expect, test } from '@playwright/test';
-import * as path from 'path';
+import { artifacts, cell, output, run as runCell, shot } from './notebook';
 
 const token = process.env.LAB_TOKEN ?? '';
-const artifacts = process.env.LENSLAB_ARTIFACTS ?? path.join(__dirname, '..', 'artifacts');
 
 test.skip(!process.env.LENSLAB_WIDGETS, 'started by tests/widgets/test_browser.py');
 test.use({ viewport: { width: 1500, height: 1300 } });
@@ -21,26 +20,7 @@ const GRID = 7;
 const WIDE = 8; // a 120 x 120 heatmap, bigger than its box
 const ANYWIDGETS = [TREE, PICKER, LENS, NORMS, PANEL, GRID];
 
-function cell(page: Page, index: number): Locator {
-  return page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell').nth(index);
-}
-
-function output(page: Page, index: number): Locator {
-  return cell(page, index).locator('.jp-OutputArea-output');
-}
-
-async function run(page: Page, index: number): Promise<void> {
-  await cell(page, index).locator('.cm-content').click();
-  await page.keyboard.press('Shift+Enter');
-  await expect(cell(page, index).locator('.jp-InputPrompt')).toHaveText(/\[\d+\]/, {
-    timeout: 240000
-  });
-}
-
-async function shot(target: Locator, name: string): Promise<void> {
-  await target.evaluate(el => el.scrollIntoView({ block: 'center' }));
-  await target.screenshot({ path: path.join(artifacts, `${name}.png`) });
-}
+const run = (page: Page, index: number) => runCell(page, index, 240000);
 
 // Heatmap canvas geometry (js/widgets/shared/heatmap.ts): margins and cell sizes.
 const LEFT = 64;

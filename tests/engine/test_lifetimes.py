@@ -13,20 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from torch import nn
 
 from lenslab import NNsight
 
-
-class Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.first = nn.Linear(4, 6)
-        self.second = nn.Linear(6, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.second(torch.relu(self.first(x)))
+from .test_interrupts import Net
 
 
 @pytest.fixture

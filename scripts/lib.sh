@@ -14,3 +14,16 @@ run_quietly() {
         return "$status"
     fi
 }
+
+# need_disk GB WHAT: stop with a clear message when the disk holding this checkout has less
+# than GB free. A CUDA build of torch unpacks to ~6 GB; pip failing halfway with ENOSPC leaves
+# a broken venv and an error that names neither the cause nor the fix.
+need_disk() {
+    local free_gb
+    free_gb=$(df -Pk . | awk 'NR == 2 { print int($4 / 1048576) }')
+    if [ "$free_gb" -lt "$1" ]; then
+        echo "[lenslab] $2 needs about $1 GB free on this disk; $free_gb GB is free." >&2
+        echo "[lenslab] Free some space (old venvs: .matrix/, .venv-cuda/) and run again." >&2
+        return 1
+    fi
+}

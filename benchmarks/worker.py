@@ -199,16 +199,11 @@ def smol_source():
     return kept
 
 
-# The attention call's name: nnsight 0.8.1 also numbers assignments, and the line
-# ``attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(...)`` takes
-# ``attention_interface_0`` there; lenslab numbers calls only (nnsight's documented form).
-ATTENTION_CALL = "attention_interface_1" if sys.argv[1] == "nnsight" else "attention_interface_0"
-
-
 def smol_source_lib():
     attn = smol_lib.model.layers[10].self_attn
     with torch.inference_mode(), smol_lib.trace(PROMPT):
-        mixed = getattr(attn.source, ATTENTION_CALL).output[0].save()
+        # nnsight 0.8's name for the call; lenslab accepts it beside the documented _0.
+        mixed = attn.source.attention_interface_1.output[0].save()
     return [mixed.flatten(2)]  # (batch, seq, heads, head_dim), as o_proj takes it
 
 

@@ -39,7 +39,8 @@ def make_offset(offset):
 
 
 def names(fn):
-    return [site.name for site in callsites.rewrite(fn).sites]
+    """The documented names of the calls (nnsight 0.8's assignment points left out)."""
+    return [site.name for site in callsites.rewrite(fn).sites if not site.assignment]
 
 
 def test_names_follow_nnsight_inner_calls_first_with_a_counter_per_name():
@@ -86,7 +87,8 @@ def test_sites_carry_the_files_line_numbers():
     rewritten = callsites.rewrite(Toy.forward)
     lines = LINES
     for site in rewritten.sites:
-        assert "(" in lines[site.line - 1]  # every site sits on a line with a call
+        if not site.assignment:
+            assert "(" in lines[site.line - 1]  # every call site sits on a line with a call
     by_name = {site.name: site.line for site in rewritten.sites}
     assert "self.lin(x)" in lines[by_name["self_lin_0"] - 1]
     assert "super().scale" in lines[by_name["super_0"] - 1]

@@ -8,6 +8,14 @@ dots as underscores, and a counter per name, in the order the calls finish evalu
 ``x_view_0`` and then ``transpose_0`` (a chain that does not start at a name keeps only its
 attributes; a call of anything else, ``fns[0](x)``, is ``unknown_<n>``).
 
+nnsight 0.8 numbers differently, and its names are accepted too (``Site.nnsight08``): it also
+makes each assignment a point (``h = relu(x)`` gives ``relu_0`` then ``h_0``), with calls and
+assignments sharing one counter per name, so Llama's attention call, ``attention_interface_0``
+above, is its ``attention_interface_1`` (the assignment that picks the function is ``_0``); its
+dotted names run through subscripts (``self.layers[0](x)`` is ``self_layers_0``), and an
+unnamed callee is ``call_<n>``. An assignment point is the assigned value routed through
+``scope.bind`` (an identity) so it reads and edits like any call's result.
+
 The rewritten function is the original with each call ``f(a, k=b)`` turned into
 ``scope.call(i, f)(a, k=b)``: evaluation order is unchanged, and ``scope.call`` hands back
 ``f`` itself unless a trace on this greenlet asked for site ``i``. It is compiled with the
@@ -42,11 +50,13 @@ class NoSourceError(Exception):
 
 @dataclass(frozen=True)
 class Site:
-    """One call in a function's body."""
+    """One point in a function's body: a call, or (nnsight 0.8's) an assignment."""
 
-    name: str  # nnsight's name, e.g. "self_c_proj_0"
-    index: int  # position in the body's order of calls; what the rewritten code passes
+    name: str  # nnsight's documented name, e.g. "self_c_proj_0" (an assignment: 0.8's name)
+    index: int  # position in the body's order of points; what the rewritten code passes
     line: int  # line in the function's file where the call starts
+    nnsight08: str | None = None  # nnsight 0.8's name for this point (None: 0.8 has none)
+    assignment: bool = False  # a point only nnsight 0.8 has: the value bound by ``x = ...``
 
 
 @dataclass(frozen=True)
@@ -184,49 +194,89 @@ def _first_arg(function: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
 
 
 class _SiteNamer(ast.NodeTransformer):
-    """Names each call (children first, as nnsight counts them) and routes it through SCOPE."""
+    """Names each call (children first, as nnsight counts them) and routes it through SCOPE;
+    numbers assignments too, for nnsight 0.8's names, and routes their values through
+    ``SCOPE.bind``. Values are visited before targets, in the order they run."""
 
     def __init__(self, first_arg: str | None, def_line: int) -> None:
         self.sites: list[Site] = []
-        self._counts: dict[str, int] = {}
+        self._counts: dict[str, int] = {}  # the documented names: calls only
+        self._counts08: dict[str, int] = {}  # nnsight 0.8's: calls and assignments, shared
         self._first_arg = first_arg
         self._def_line = def_line
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
         self.generic_visit(node)
-        if node.lineno <= self._def_line:  # on the def line: nnsight leaves those out
-            return node
-        base = _called_name(node.func)
-        count = self._counts.get(base, 0)
-        self._counts[base] = count + 1
-        index = len(self.sites)
-        self.sites.append(Site(f"{base}_{count}", index, node.lineno))
         func = node.func
-        if (
-            isinstance(func, ast.Name)
-            and func.id == "super"
-            and not node.args
-            and self._first_arg is not None
-        ):
+        bare_super = isinstance(func, ast.Name) and func.id == "super" and not node.args
+        # nnsight 0.8 leaves zero-argument super() alone; it numbers the signature's calls.
+        name08 = None if bare_super else _numbered(self._counts08, _dotted(func)[0] or "call")
+        if node.lineno <= self._def_line:  # on the def line: the documented form leaves out
+            return node
+        name = _numbered(self._counts, _called_name(func))
+        index = len(self.sites)
+        self.sites.append(Site(name, index, node.lineno, name08))
+        if bare_super and self._first_arg is not None:
             # Zero-argument super() reads its frame; called through the dispatcher it would
             # read the wrong one, so name its arguments (``__class__`` is a closure value).
             node.args = [
                 ast.Name(id="__class__", ctx=ast.Load()),
                 ast.Name(id=self._first_arg, ctx=ast.Load()),
             ]
-        dispatch = ast.Call(
-            func=ast.Attribute(
-                value=ast.Name(id=SCOPE, ctx=ast.Load()), attr="call", ctx=ast.Load()
-            ),
-            args=[ast.Constant(value=index), func],
-            keywords=[],
-        )
-        ast.copy_location(dispatch, node)
-        node.func = dispatch
+        node.func = _dispatch(index, func, node)
         return node
+
+    def visit_Assign(self, node: ast.Assign) -> ast.AST:
+        node.value = self.visit(node.value)
+        node.targets = [self.visit(target) for target in node.targets]
+        if len(node.targets) == 1:  # ``a = b = v`` binds one value to two names: no point
+            node.value = self._bound(node.targets[0], node.value, node)
+        return node
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
+        if node.value is not None:
+            node.value = self._bound(node.target, self.visit(node.value), node)
+        node.target = self.visit(node.target)
+        return node
+
+    def _bound(self, target: ast.expr, value: ast.expr, node: ast.stmt) -> ast.expr:
+        """``value`` as an assignment point named after ``target`` (``a, b = x, y``: each)."""
+        if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)):
+            both = [*target.elts, *value.elts]
+            if len(target.elts) == len(value.elts) and not any(
+                isinstance(e, ast.Starred) for e in both
+            ):
+                value.elts = [self._bound(t, v, node) for t, v in zip(target.elts, value.elts)]
+            return value
+        base, rooted = _dotted(target)
+        if not rooted:  # ``f()[0] = v``, ``a, *b = v``: nothing to name it by
+            return value
+        name = _numbered(self._counts08, base)
+        index = len(self.sites)
+        self.sites.append(Site(name, index, node.lineno, name, assignment=True))
+        bind = ast.Attribute(value=ast.Name(id=SCOPE, ctx=ast.Load()), attr="bind", ctx=ast.Load())
+        call = ast.Call(func=_dispatch(index, bind, node), args=[value], keywords=[])
+        return ast.copy_location(call, node)
+
+
+def _numbered(counts: dict[str, int], base: str) -> str:
+    count = counts.get(base, 0)
+    counts[base] = count + 1
+    return f"{base}_{count}"
+
+
+def _dispatch(index: int, func: ast.expr, node: ast.AST) -> ast.Call:
+    """``SCOPE.call(index, func)``, placed at ``node``."""
+    dispatch = ast.Call(
+        func=ast.Attribute(value=ast.Name(id=SCOPE, ctx=ast.Load()), attr="call", ctx=ast.Load()),
+        args=[ast.Constant(value=index), func],
+        keywords=[],
+    )
+    return ast.copy_location(dispatch, node)
 
 
 def _called_name(func: ast.expr) -> str:
+    """The documented name's base: the attribute chain, up to the first non-attribute."""
     if isinstance(func, ast.Name):
         return func.id
     if isinstance(func, ast.Attribute):
@@ -241,21 +291,62 @@ def _called_name(func: ast.expr) -> str:
     return "unknown"
 
 
+def _dotted(expr: ast.expr) -> tuple[str, bool]:
+    """nnsight 0.8's base: the chain through attributes and subscripts (``x[i].y``: ``x_y``),
+    and whether it starts at a name."""
+    parts: list[str] = []
+    while True:
+        if isinstance(expr, ast.Attribute):
+            parts.append(expr.attr)
+            expr = expr.value
+        elif isinstance(expr, ast.Subscript):
+            expr = expr.value
+        elif isinstance(expr, ast.Name):
+            parts.append(expr.id)
+            return "_".join(reversed(parts)), True
+        else:
+            return "_".join(reversed(parts)), False
+
+
+def reachable(sites: tuple[Site, ...]) -> dict[str, Site]:
+    """Every name a point answers to: the documented names of the calls first, then nnsight
+    0.8's names that do not clash with one (0.8's ``attention_interface_0``, the assignment,
+    is shadowed by the documented name of the call)."""
+    names = {site.name: site for site in sites if not site.assignment}
+    for site in sites:
+        if site.nnsight08 is not None:
+            names.setdefault(site.nnsight08, site)
+    return names
+
+
 def render(rewritten: Rewritten, title: str) -> str:
-    """The function's source with each line's call sites named in a left column."""
+    """The function's source with each line's points named in a left column: calls by their
+    documented names (nnsight 0.8's after it, where it differs), then 0.8's assignments."""
+    names = reachable(rewritten.sites)
     by_line: dict[int, list[str]] = {}
     for site in rewritten.sites:
-        by_line.setdefault(site.line, []).append(site.name)
-    width = max((len(site.name) for site in rewritten.sites), default=0)
+        if site.assignment:
+            if names.get(site.name) is site:
+                by_line.setdefault(site.line, []).append(f"{site.name} (0.8)")
+        elif site.nnsight08 not in (None, site.name) and names.get(site.nnsight08) is site:
+            by_line.setdefault(site.line, []).append(f"{site.name} (0.8: {site.nnsight08})")
+        else:
+            by_line.setdefault(site.line, []).append(site.name)
+    width = max((len(label) for labels in by_line.values() for label in labels), default=0)
     out = [f"{title}  ({rewritten.qualname}, {rewritten.filename}:{rewritten.first_line})"]
     for offset, text in enumerate(rewritten.lines):
         line = rewritten.first_line + offset
-        names = by_line.get(line, [])
-        head = names[0] if names else ""
-        arrow = "->" if names else "  "
+        labels = by_line.get(line, [])
+        head = labels[0] if labels else ""
+        arrow = "->" if labels else "  "
         out.append(f" {head:<{width}} {arrow} {line:4d}  {text}")
-        for name in names[1:]:
-            out.append(f" {name:<{width}} ->    +  {' ' * (len(text) - len(text.lstrip()))}...")
+        for label in labels[1:]:
+            out.append(f" {label:<{width}} ->    +  {' ' * (len(text) - len(text.lstrip()))}...")
+    if any(site.assignment for site in rewritten.sites):
+        out.append(
+            " (0.8): nnsight 0.8's names, accepted too; it also numbers assignments, with calls "
+            "and assignments sharing a counter per name."
+        )
     return "\n".join(out)
 
 

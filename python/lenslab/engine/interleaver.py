@@ -128,6 +128,26 @@ class Interleaver:
                     self._parents = _parents(root)
                 module, kind = self._parents.get(module) or root, "output"
 
+    def inside(self, module: nn.Module) -> bool:
+        """Whether the value handed out right now comes from inside ``module``'s forward (its
+        input included: torch looks the forward up before the pre-hooks run)."""
+        current = self.current
+        if current is None:
+            return False
+        at = current[0]
+        while not isinstance(at, nn.Module):  # a call site: its module, or its outer call
+            at = at.owner
+        if at is module:
+            return current[1] == "input" or at is not current[0]
+        if self._parents is None:
+            self._parents = _parents(self.root)
+        parent = self._parents.get(at)
+        while parent is not None:
+            if parent is module:
+                return True
+            parent = self._parents.get(parent)
+        return False
+
     def observe(self, module: nn.Module, kind: str, record: Callable[[int, Any], None]) -> None:
         """Call ``record(step, value)`` with each final value of ``module`` (after edits)."""
         self.watch(module, kind)

@@ -62,7 +62,9 @@ class Scope:
     def __init__(self, rewritten: callsites.Rewritten, original: FunctionType, owner: Any) -> None:
         self.rewritten = rewritten
         self.sites = [CallSite(self, site) for site in rewritten.sites]
-        self.by_name = {site.name: site for site in self.sites}
+        reachable = callsites.reachable(rewritten.sites)
+        self.by_name = {name: self.sites[site.index] for name, site in reachable.items()}
+        self.call_names = [site.name for site in rewritten.sites if not site.assignment]
         self.function = rewritten.build(self, original)
         # A module owner is held weakly (the cache below is keyed by it); a call site strongly.
         self._owner: Callable[[], Any] = (
@@ -75,6 +77,11 @@ class Scope:
     @property
     def owner(self) -> Any:
         return self._owner()
+
+    @staticmethod
+    def bind(value: Any) -> Any:
+        """What an assignment point calls with the assigned value (callsites.py)."""
+        return value
 
     def call(self, index: int, fn: Any) -> Any:
         """What the rewritten body calls at site ``index``: ``fn``, or ``fn`` intercepted."""
@@ -274,6 +281,7 @@ def call_site_lines(module: nn.Module | ModuleHandle) -> dict[str, str]:
     return {
         site.name: rewritten.lines[site.line - rewritten.first_line].strip()
         for site in rewritten.sites
+        if not site.assignment
     }
 
 
@@ -323,10 +331,10 @@ class SourceView:
         return [*super().__dir__(), *self._scope.by_name]
 
     def __iter__(self) -> Any:
-        return iter(list(self._scope.by_name))
+        return iter(self._scope.call_names)
 
     def __len__(self) -> int:
-        return len(self._scope.sites)
+        return len(self._scope.call_names)
 
     def __contains__(self, name: object) -> bool:
         return name in self._scope.by_name
@@ -335,9 +343,9 @@ class SourceView:
         return callsites.render(self._scope.rewritten, self._label)
 
     def _missing(self, name: str) -> str:
-        names = list(self._scope.by_name)
+        names = self._scope.call_names
         message = f"{self._label} has no call site {name!r}."
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, list(self._scope.by_name), n=3, cutoff=0.5)
         if close:
             message += f" Did you mean {', '.join(close)}?"
         shown = ", ".join(names[:40]) + (f", ... ({len(names)} in all)" if len(names) > 40 else "")
@@ -360,29 +368,54 @@ class Operation:
     @property
     def output(self) -> Any:
         """What this call returned (assign to replace it for the rest of the forward)."""
-        return mediator_for(self, "output").read(self, "output")  # type: ignore[arg-type]
+        return self._mediator("output").read(self, "output")  # type: ignore[arg-type]
 
     @output.setter
     def output(self, value: Any) -> None:
-        mediator_for(self, "output").write(self, "output", value)  # type: ignore[arg-type]
+        self._mediator("output").write(self, "output", value)  # type: ignore[arg-type]
 
     @property
     def input(self) -> Any:
         """The call's first argument (the first keyword argument if it had no positional one)."""
-        return mediator_for(self, "input").read(self, "input")  # type: ignore[arg-type]
+        return self._mediator("input").read(self, "input")  # type: ignore[arg-type]
 
     @input.setter
     def input(self, value: Any) -> None:
-        mediator_for(self, "input").write(self, "input", value)  # type: ignore[arg-type]
+        self._mediator("input").write(self, "input", value)  # type: ignore[arg-type]
 
     @property
     def inputs(self) -> Any:
         """``(args, kwargs)`` of the call."""
-        return mediator_for(self, "inputs").read(self, "inputs")  # type: ignore[arg-type]
+        return self._mediator("inputs").read(self, "inputs")  # type: ignore[arg-type]
 
     @inputs.setter
     def inputs(self, value: Any) -> None:
-        mediator_for(self, "inputs").write(self, "inputs", value)  # type: ignore[arg-type]
+        self._mediator("inputs").write(self, "inputs", value)  # type: ignore[arg-type]
+
+    def _mediator(self, kind: str) -> Mediator:
+        """The reading body's mediator, once it is sure the forward can still make this call.
+
+        The rewritten forward goes on before the module runs, for each source path the body's
+        code shows (site_targets). A body with no code to read ahead (run by ``exec``) asks as
+        it goes; once the module's plain forward is running, its calls cannot be seen this
+        time, and waiting for one would only fail at the end with a vaguer error.
+        """
+        mediator = mediator_for(self, kind)  # type: ignore[arg-type]
+        site, interleaver = self._module, mediator.interleaver
+        if interleaver in site.watchers or site.scope._installed is not None:
+            return mediator
+        owner = site.scope.owner
+        if isinstance(owner, nn.Module) and interleaver.inside(owner):
+            module = self._name.rsplit(".source.", 1)[0]
+            raise OutOfOrderError(
+                f"{self._name}.{kind}: the forward pass was already inside {module} (at "
+                f"{mediator._last_label}) when this body first asked for {module}.source, so "
+                "that forward runs without its call sites this time. lenslab sets .source up "
+                "before the run for the paths it can read in the body's code; this one it could "
+                "not (code run by exec, or a name built at run time). Ask for "
+                f"{self._name} before anything inside {module}."
+            )
+        return mediator
 
     @property
     def source(self) -> SourceView:
@@ -390,6 +423,12 @@ class Operation:
         the forward reaches the call, which then runs that function's rewritten twin)."""
         site = self._module
         label = f"{self._name}.source"
+        if site.site.assignment:
+            raise SourceUnavailableError(
+                f"{label}: {self._name} is an assignment (a point nnsight 0.8 numbers), not a "
+                "call, so there is no function to open; read its .output, or .source on the call "
+                "whose result it binds."
+            )
         mediator = mediator_for(self, "source")  # type: ignore[arg-type]
         self._reach_call(mediator, f"cannot open {label}", "A recursive .source")
         interleaver = mediator.interleaver

@@ -202,6 +202,7 @@ def check_source(names: dict[str, Any], out: str) -> None:
     assert "Did you mean self_o_proj_0" in out
     assert "attention_interface_0 (0.8: attention_interface_1)" in out
     assert "0.8 name reads the call: (1, " in out
+    assert "30 calls of decoder_layer_0" in out
     assert names["pattern"].shape[-1] == names["pattern"].shape[-2]
     assert not names["ablated"].equal(names["clean"])
 

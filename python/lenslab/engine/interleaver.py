@@ -64,6 +64,10 @@ class Interleaver:
         # it is step 0 throughout, and the root keeps torch's fast path (no pre-hook of ours).
         self._counts_steps = run.steps > 1 or bool(run.unstepped)
         self.step = -1 if self._counts_steps else 0
+        # In a single forward, a module's (or call site's) later calls take "steps" 1, 2, ...:
+        # nnsight's per-call iteration, reached with tracer.iter[i] or .next(). A generation
+        # keeps steps for its forwards and traces the first call in each.
+        self.calls: dict[tuple[Any, str], int] = {}  # (module, kind) -> calls after the first
         self.finished = False
         self.result: Any = None
         self.failure: BaseException | None = None
@@ -275,8 +279,10 @@ class Interleaver:
         if getcurrent() is not self.greenlet:
             return None
         key = (module, "output", -1 if module in self.unstepped else self.step)
-        if key in self._seen:  # called again in the same step: only the first call is traced
-            return None
+        if key in self._seen:  # called again in this step
+            if self._counts_steps:  # a generation: only a step's first call is traced
+                return None
+            key = self._again(module, "output")
         self._seen.add(key)
         produced = output
         if self.skips is not None:  # some invoke skips this module (skipping.py)
@@ -299,7 +305,9 @@ class Interleaver:
             return None
         key = (module, "input", -1 if module in self.unstepped else self.step)
         if key in self._seen:
-            return None
+            if self._counts_steps:
+                return None
+            key = self._again(module, "input")
         self._seen.add(key)
         value = (args, kwargs)
         new = self._deliver(key, value, (module, "input") in self._recorded)
@@ -307,6 +315,23 @@ class Interleaver:
             for record in self._observers.get((module, "input"), ()):
                 record(key[2], new)
         return None if new is value else new
+
+    def _again(self, module: Any, kind: str) -> Key:
+        """The key of a later call of ``module`` in a single forward: its call number."""
+        count = self.calls.get((module, kind), 0) + 1
+        self.calls[(module, kind)] = count
+        return (module, kind, count)
+
+    def calls_made(self, module: Any, kind: str) -> int:
+        """How many times ``module`` (watched) has been called so far in this run's step."""
+        if (module, kind, -1 if module in self.unstepped else self.step) not in self._seen:
+            return 0
+        return 1 + self.calls.get((module, kind), 0)
+
+    @property
+    def counts_steps(self) -> bool:
+        """Whether step numbers count the root's forwards (a generation), not a module's calls."""
+        return self._counts_steps
 
     def point_input(self, point: Any, args: Any, kwargs: Any) -> Any:
         """A call site's arguments, as a module's input hook gets them (operations.py)."""

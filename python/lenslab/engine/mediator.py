@@ -276,7 +276,7 @@ class Mediator:
                 f"step {step} has already run (the run is at step {il.step}); loops over "
                 "tracer.iter[...] must ask for steps in increasing order."
             )
-        if il.step == step:
+        if il.step == step or not il.counts_steps:  # a single forward: a module's calls
             return True
         return self._wait((il.root, "input", step), f"step {step}")
 
@@ -322,6 +322,16 @@ class Mediator:
 
     def _never(self, envoy: ModuleHandle, kind: str) -> ModuleNotCalledError:
         label = f"{envoy._name}.{kind}"
+        il = self.interleaver
+        if self.step > 0 and not il.counts_steps:
+            made = il.calls_made(envoy._module, "output" if kind == "output" else "input")
+            times = f"ran {made} time{'s' if made != 1 else ''}" if made else "never ran"
+            return ModuleNotCalledError(
+                f"{label} at call {self.step} was never produced: in this forward "
+                f"{envoy._name} {times}. In a single forward, "
+                "tracer.iter[i] and .next() count a module's repeated calls; a generation's "
+                "steps come from model.generate(..., max_new_tokens=...)."
+            )
         if self.step > self.interleaver.step:
             return ModuleNotCalledError(
                 f"{label} at step {self.step} was never produced: the run ended after step "

@@ -96,7 +96,8 @@ class StepLoop:
 
     def __iter__(self) -> Iterator[int]:
         mediator = _running_mediator(self._tracer)
-        steps = _chosen(self._selection, mediator.interleaver.steps)
+        il = mediator.interleaver
+        steps = _chosen(self._selection, il.steps if il.counts_steps else None)
         previous = mediator.step
         try:
             for step in steps:
@@ -108,6 +109,13 @@ class StepLoop:
             mediator.step = previous
 
 
+def advance(tracer: OpenTrace, steps: int) -> None:
+    """``tracer.next(steps)``: the running body's later reads and edits are ``steps`` on."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise InputError(f"tracer.next(steps) needs a whole number of steps from 1, got {steps!r}.")
+    _running_mediator(tracer).step += steps
+
+
 def _running_mediator(tracer: OpenTrace) -> Mediator:
     """The body (inline or an invoke's) running here that traces ``tracer``'s model."""
     root = tracer.model._module
@@ -115,21 +123,27 @@ def _running_mediator(tracer: OpenTrace) -> Mediator:
         if mediator.interleaver.root is root:
             return mediator
     raise TraceStateError(
-        "loop over tracer.iter[...] / tracer.all() inside the with-block (and inside an invoke "
-        "block when the trace uses tracer.invoke)."
+        "use tracer.iter[...], tracer.all() and tracer.next() inside the with-block (and inside "
+        "an invoke block when the trace uses tracer.invoke)."
     )
 
 
-def _chosen(selection: int | slice | list[int], limit: int) -> list[int]:
+def _chosen(selection: int | slice | list[int], limit: int | None) -> list[int]:
+    """The step numbers chosen; ``limit`` None: a single forward, whose "steps" are a module's
+    repeated calls (an open slice then means the first only, as nothing bounds them)."""
     if isinstance(selection, slice):
         if selection.step is not None and selection.step < 1:
             raise InputError(f"tracer.iter[...] needs a positive slice step, got {selection}.")
-        stop = limit if selection.stop is None else selection.stop
+        stop = (limit or 1) if selection.stop is None else selection.stop
         steps = list(range(selection.start or 0, stop, selection.step or 1))
     elif isinstance(selection, int):
         steps = [selection]
     else:
         steps = sorted(set(selection))
+    if limit is None:
+        if any(s < 0 for s in steps):
+            raise InputError(f"tracer.iter[...] needs call numbers from 0, got {selection}.")
+        return steps
     bad = [s for s in steps if not 0 <= s < limit]
     if bad:
         raise InputError(

@@ -48,7 +48,7 @@ from .mediator import Mediator
 from .registry import _open
 from .scan import shapes_only
 from .source import Index
-from .steps import StepLoop, Steps
+from .steps import StepLoop, Steps, advance
 
 if TYPE_CHECKING:
     from .source import Block
@@ -186,6 +186,11 @@ class Tracer(Guarded):
     def all(self) -> StepLoop:
         """Every generation step: ``for step in tracer.all():``."""
         return Steps(self)[:]
+
+    def next(self, steps: int = 1) -> None:
+        """Move the running body ``steps`` steps on (in one forward: calls), for every module
+        it reads next: nnsight's ``tracer.next()``; ``module.next()`` does the same."""
+        advance(self, steps)
 
     def cache(
         self,

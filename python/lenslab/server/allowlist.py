@@ -42,7 +42,7 @@ MODEL_API = frozenset(
         "training",
     }
 )  # fmt: skip
-TRACER_API = frozenset({"invoke", "all", "iter", "stop", "result", "cache", "text"})
+TRACER_API = frozenset({"invoke", "all", "iter", "next", "stop", "result", "cache", "text"})
 
 TOKENIZER_API = frozenset(
     {

@@ -1,9 +1,10 @@
-"""nnsight 0.8's ``.source`` names, accepted beside the documented ones.
+"""nnsight 0.8's ``.source`` names, and a module or call made several times in one forward.
 
 nnsight 0.8 also numbers assignments, with calls and assignments sharing a counter per name, so
 code written for it reads ``attention_interface_1`` where the documented form (and lenslab's
-listing) says ``attention_interface_0``. Truth comes from plain torch hooks and the functions'
-own text; ``benchmarks/source_names.py`` checks the numbering against the installed nnsight 0.8.
+listing) says ``attention_interface_0``; ``benchmarks/source_names.py`` checks the numbering
+against the installed nnsight 0.8. In one forward, ``tracer.iter[i]`` and ``.next()`` count a
+module's calls, as nnsight's iteration does. Truth comes from plain torch hooks.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-from lenslab import ModulePathError, NNsight, OutOfOrderError, SourceUnavailableError
+from lenslab import (
+    InputError,
+    ModuleNotCalledError,
+    ModulePathError,
+    NNsight,
+    OutOfOrderError,
+    SourceUnavailableError,
+)
 from lenslab.engine import callsites
 
 from ..conftest import TINY_KINDS, assert_clean, make_tiny
@@ -230,3 +238,99 @@ def test_exec_code_asking_for_a_running_modules_source_gets_a_clear_error(llama)
     namespace = {"llama": llama, "PROMPT": PROMPT}
     exec(compile(early, "<typed>", "exec"), namespace)
     assert torch.equal(namespace["mid"], namespace["normed_in"])
+
+
+class Recurrent(nn.Module):
+    """One linear layer applied three times: a module called repeatedly in one forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x):
+        for _ in range(3):
+            x = self.linear(x)
+        return x
+
+
+@pytest.fixture
+def recurrent():
+    torch.manual_seed(0)
+    module = Recurrent()
+    outputs = []
+    handle = module.linear.register_forward_hook(lambda m, a, o: outputs.append(o))
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        module(x)
+    handle.remove()
+    return NNsight(module), x, outputs
+
+
+@torch.no_grad()
+def test_in_one_forward_iter_and_next_count_a_modules_calls(recurrent):
+    model, x, truth = recurrent
+    with model.trace(x) as tracer:
+        looped = list().save()
+        for _ in tracer.iter[:3]:
+            looped.append(model.linear.output)
+        first = model.linear.output.save()  # outside the loop: call 0 again
+    with model.trace(x):
+        chained = [model.linear.output.save()]
+        chained.append(model.linear.next().output.save())
+        chained.append(model.linear.next().output.save())
+    with model.trace(x) as tracer:
+        sites = list().save()
+        for _ in tracer.iter[[0, 2]]:
+            sites.append(model.source.self_linear_0.output)
+    for got in (looped, chained):
+        assert len(got) == 3
+        for value, want in zip(got, truth):
+            assert torch.equal(value, want)
+    assert torch.equal(first, truth[0])
+    assert torch.equal(sites[0], truth[0]) and torch.equal(sites[1], truth[2])
+    assert_clean(model._module)
+
+
+@torch.no_grad()
+def test_an_edit_of_one_call_feeds_the_next_and_a_missing_call_says_how_many_ran(recurrent):
+    model, x, _ = recurrent
+    with model.trace(x) as tracer:
+        for _ in tracer.iter[1]:
+            model.linear.output[:] = 0
+        out = model.output.save()
+    linear = model._module.linear
+    torch.testing.assert_close(out, linear(torch.zeros(2, 4)))  # call 2 ran on zeros
+    with pytest.raises(ModuleNotCalledError, match=r"call 3 .*ran 3 times"):
+        with model.trace(x) as tracer:
+            for _ in tracer.iter[3]:
+                model.linear.output.save()
+    assert_clean(model._module)
+    with model.trace(x) as tracer:  # the cache lists each call, as nnsight's does
+        cache = tracer.cache()
+    entries = cache["model.linear"]
+    assert len(entries) == 3
+    assert torch.equal(entries[2].output, model._module(x))
+
+
+@torch.no_grad()
+def test_tracer_next_moves_the_body_a_step_on_in_a_generation(llama):
+    head = llama._model.lm_head
+    calls = []
+    handle = head.register_forward_hook(lambda m, a, o: calls.append(o))
+    try:
+        ids = llama.tokenizer(PROMPT, return_tensors="pt")
+        llama._model.generate(**ids, max_new_tokens=3, do_sample=False)
+    finally:
+        handle.remove()
+    with llama.generate(PROMPT, max_new_tokens=3, do_sample=False) as tracer:
+        first = llama.lm_head.output.save()
+        tracer.next()
+        second = llama.lm_head.output.save()
+        tracer.next(1)
+        third = llama.lm_head.output.save()
+    for got, want in zip((first, second, third), calls):
+        assert torch.equal(got, want)
+    with pytest.raises(InputError, match="whole number of steps from 1"):
+        with llama.generate(PROMPT, max_new_tokens=2) as tracer:
+            tracer.next(0)
+    assert_clean(llama._model)

@@ -64,7 +64,7 @@ STATE_CELLS = [
 ]
 
 
-ISSUE20_CELLS = [
+WALKTHROUGH_CELLS = [
     "from lenslab import LanguageModel\n"
     "from lenslab.widgets import PatchingGrid, SteeringPanel, activation_norms, generation_plot\n\n"
     'model = LanguageModel("smollm2", dispatch=True)\n'
@@ -83,7 +83,7 @@ ISSUE20_CELLS = [
     "print(\"norms.svg norms.png\", norms.to_numpy().shape)",
     "x = 1",
 ]
-ISSUE20_SHOTS = ("generation_plot", "steering_panel", "norms", "sidebar")
+WALKTHROUGH_SHOTS = ("generation_plot", "steering_panel", "norms", "sidebar")
 
 
 def notebook(cells: list[str]) -> dict:
@@ -177,25 +177,25 @@ def test_styles_themes_and_kernel_restart(tmp_path):
     assert (artifacts / "restarted.png").stat().st_size > 1000
 
 
-def walk_issue20(tmp_path: Path, app: str) -> Path:
-    artifacts = artifacts_for(f"issue20_{app}")
-    notebooks = {"issue20.ipynb": json.dumps(notebook(ISSUE20_CELLS))}
+def walk_through(tmp_path: Path, app: str) -> Path:
+    artifacts = artifacts_for(f"walkthrough_{app}")
+    notebooks = {"walkthrough.ipynb": json.dumps(notebook(WALKTHROUGH_CELLS))}
     server = "jupyterlab" if app == "lab" else "notebook"
     with serve(tmp_path, notebooks, {}, server) as (url, token):
-        playwright("issue20.spec.ts", url, token, artifacts, tmp_path, LENSLAB_APP=app)
+        playwright("walkthrough.spec.ts", url, token, artifacts, tmp_path, LENSLAB_APP=app)
     for theme in ("light", "dark"):
-        for name in ISSUE20_SHOTS:
+        for name in WALKTHROUGH_SHOTS:
             assert (artifacts / f"{app}_{name}_{theme}.png").stat().st_size > 1000, (name, theme)
     assert (artifacts / f"{app}_sweep_running_light.png").stat().st_size > 1000
     return artifacts
 
 
 @pytest.mark.usefixtures("this_checkout")
-def test_issue20_in_jupyterlab(tmp_path):
-    walk_issue20(tmp_path, "lab")
+def test_walkthrough_in_jupyterlab(tmp_path):
+    walk_through(tmp_path, "lab")
 
 
 @pytest.mark.usefixtures("this_checkout")
-def test_issue20_in_notebook7(tmp_path):
+def test_walkthrough_in_notebook7(tmp_path):
     pytest.importorskip("notebook.app", reason="Notebook 7 (pip install notebook) is not installed")
-    walk_issue20(tmp_path, "notebook")
+    walk_through(tmp_path, "notebook")

@@ -1,9 +1,9 @@
-// Issue 20's remaining items in a real browser, in JupyterLab and in Notebook 7 (LENSLAB_APP):
+// A researcher's walk through the widgets in a real browser, in JupyterLab and in Notebook 7 (LENSLAB_APP):
 // generation_plot's token axis and separate metric axes (5), code and UI agreeing on the
 // steering coefficient (8), a cancellable sweep with progress, time left and a refused click
 // (6), the sidebar's left tab, filter, insertion in command mode, and values kept apart by
 // origin with hover on saved heatmaps (11), data out of widgets (9). Screenshots in both themes.
-// Started by tests/widgets/test_browser.py (it writes issue20.ipynb and sets LENSLAB_WIDGETS=1).
+// Started by tests/widgets/test_browser.py (it writes walkthrough.ipynb and sets LENSLAB_WIDGETS=1).
 import { Locator, Page, expect, test } from '@playwright/test';
 import * as path from 'path';
 import { artifacts, cell, output, run as runCell, shot } from './notebook';
@@ -14,7 +14,7 @@ const app = process.env.LENSLAB_APP ?? 'lab'; // "lab" or "notebook"
 test.skip(!process.env.LENSLAB_WIDGETS, 'started by tests/widgets/test_browser.py');
 test.use({ viewport: { width: 1500, height: 1300 } });
 
-// cells of issue20.ipynb (tests/widgets/test_browser.py: ISSUE20_CELLS)
+// cells of walkthrough.ipynb (tests/widgets/test_browser.py: WALKTHROUGH_CELLS)
 const LOAD = 0;
 const STEPS = 1;
 const PANEL = 2;
@@ -43,12 +43,12 @@ async function theme(page: Page, name: string): Promise<void> {
   await page.waitForTimeout(1000); // the theme's fade-out, before screenshots
 }
 
-test(`issue 20 in ${app}`, async ({ page }) => {
+test(`the widget walkthrough in ${app}`, async ({ page }) => {
   test.setTimeout(30 * 60 * 1000); // SmolLM2 on 2 shared CPU cores
   page.on('console', message => {
     if (message.text().startsWith('[lenslab]')) console.log(message.text());
   });
-  const url = app === 'lab' ? '/lab/tree/issue20.ipynb' : '/notebooks/issue20.ipynb';
+  const url = app === 'lab' ? '/lab/tree/walkthrough.ipynb' : '/notebooks/walkthrough.ipynb';
   await page.goto(`${url}?token=${token}`);
   await expect(cell(page, LOAD)).toBeVisible({ timeout: 180000 });
   await page.waitForTimeout(3000); // the kernel connects

@@ -22,7 +22,11 @@ export async function run(page: Page, index: number, timeout?: number): Promise<
   }
 }
 
-export async function shot(target: Locator, name: string): Promise<void> {
+export async function center(target: Locator): Promise<void> {
   await target.evaluate(el => el.scrollIntoView({ block: 'center' }));
+}
+
+export async function shot(target: Locator, name: string): Promise<void> {
+  await center(target);
   await target.screenshot({ path: path.join(artifacts, `${name}.png`) });
 }

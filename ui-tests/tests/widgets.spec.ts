@@ -1,36 +1,14 @@
 // The five lenslab widgets in a real JupyterLab with a real kernel and SmolLM2.
 // Runs when tests/widgets/test_browser.py starts the server with ui-tests/notebooks/widgets.ipynb
 // (it sets LENSLAB_WIDGETS=1); skipped in other suites' runs.
-import { Locator, Page, expect, test } from '@playwright/test';
+import { expect, test } from '@playwright/test';
 import * as path from 'path';
+import { artifacts, cell, center, output, run, shot } from './notebook';
 
 const token = process.env.LAB_TOKEN ?? '';
-const artifacts = process.env.LENSLAB_ARTIFACTS ?? path.join(__dirname, '..', 'artifacts');
 
 test.skip(!process.env.LENSLAB_WIDGETS, 'started by tests/widgets/test_browser.py');
 test.use({ viewport: { width: 1400, height: 1500 } }); // tall enough for whole-widget screenshots
-
-function cell(page: Page, index: number): Locator {
-  return page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell').nth(index);
-}
-
-function output(page: Page, index: number): Locator {
-  return cell(page, index).locator('.jp-OutputArea-output');
-}
-
-async function run(page: Page, index: number): Promise<void> {
-  await cell(page, index).locator('.cm-content').click();
-  await page.keyboard.press('Shift+Enter');
-}
-
-async function center(target: Locator): Promise<void> {
-  await target.evaluate((el) => el.scrollIntoView({ block: 'center' }));
-}
-
-async function shot(target: Locator, name: string): Promise<void> {
-  await center(target);
-  await target.screenshot({ path: path.join(artifacts, `${name}.png`) });
-}
 
 // Heatmap canvas geometry (js/widgets/shared/heatmap.ts): margins and cell sizes.
 const LEFT = 64;

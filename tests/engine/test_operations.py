@@ -14,7 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lenslab import LensError, ModulePathError, OutOfOrderError, SourceUnavailableError
+from lenslab import (
+    LensError,
+    ModulePathError,
+    OutOfOrderError,
+    SkippedModuleError,
+    SourceUnavailableError,
+)
 from lenslab.engine.operations import call_site_names
 
 from ..conftest import TINY_KINDS, assert_clean, hooked, make_tiny
@@ -379,6 +385,26 @@ def test_skip_of_a_module_next_to_a_call_site_read(gpt2):
     assert torch.equal(read, truth["c"]) and torch.equal(logits, want)
     assert h[1]._module.mlp.forward == original
     assert "forward" not in h[0].attn._module.__dict__
+
+
+def test_a_call_inside_a_skipped_module_is_a_clear_error_at_its_line(gpt2):
+    """As for a skipped module's submodules: its calls do not run for the skipping invoke,
+    whether the skip comes before the call started or while it is starting (after .input)."""
+    attn = gpt2.transformer.h[0].attn
+    shape = (*encode(gpt2)["input_ids"].shape, gpt2._model.config.n_embd)
+    replacement = (torch.zeros(shape), None)
+    with pytest.raises(SkippedModuleError, match="skipped the module around it"):
+        with gpt2.trace(PROMPT):
+            assert attn.input.shape == shape  # the call has started: it runs, rows replaced
+            attn.skip(replacement)
+            attn.source.self_c_proj_0.output.save()
+    assert_clean(gpt2._model)
+    with pytest.raises(SkippedModuleError, match="skipped the module around it"):
+        with gpt2.trace(PROMPT):
+            attn.skip(replacement)
+            attn.source.self_c_proj_0.output.save()
+    assert "forward" not in attn._module.__dict__
+    assert_clean(gpt2._model)
 
 
 # -- the forward is put back, and costs nothing when unused ------------------------------------

@@ -157,9 +157,15 @@ class Skips:
     # -- reads, from a body ----------------------------------------------------------------
 
     def check_read(self, mediator: Mediator, module: nn.Module, step: int, label: str) -> None:
-        """Refuse a read of a submodule of a module this invoke skipped at this step."""
+        """Refuse a read of a submodule (or a call inside the forward) of a module this invoke
+        skipped at this step."""
         above = _parents(self.interleaver.root)
-        outer = above.get(module)
+        if isinstance(module, nn.Module):
+            outer = above.get(module)
+        else:  # a call site (operations.py): the module whose forward it is in comes first
+            outer = module.owner
+            while not isinstance(outer, nn.Module):
+                outer = outer.owner
         while outer is not None:
             for entry in self.entries.get((outer, step), ()):
                 if entry.mediator is mediator or entry.rows is None:

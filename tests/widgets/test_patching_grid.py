@@ -156,6 +156,34 @@ def test_a_background_sweep_refuses_clicks_reports_time_left_and_cancels(smollm2
     assert sent.custom()[-1]["ok"]  # after the run, clicks work again
 
 
+def test_a_background_sweep_stops_when_the_models_edits_change_under_it(smollm2, wire):
+    grid = PatchingGrid(smollm2, CLEAN, CORRUPTED, " Mary", " John")
+    wire(grid)
+    reached, go = threading.Event(), threading.Event()
+    report = grid.report
+
+    def pause_after_one_row(done, total):
+        report(done, total)
+        if done == 14:
+            reached.set()
+            go.wait(60)
+
+    grid.report = pause_after_one_row
+    front_end_sends(grid, {"kind": "sweep", "id": 1})
+    assert reached.wait(300), "the sweep never got past a row"
+    try:
+        with smollm2.edit(inplace=True):  # from "another cell", while the sweep runs
+            smollm2.model.layers[0].output[:] *= 1.0
+        go.set()
+        grid.wait(timeout=120)
+    finally:
+        smollm2.clear_edits()
+    assert grid.outcome == "sweep failed" and grid.result is None
+    assert "persistent edits changed while it ran" in grid.error
+    filled = np.isfinite(grid.array).all(axis=1)
+    assert filled[0] and not filled[2:].any()  # nothing computed under the new edits is shown
+
+
 def plain_score(model, layer, position):
     clean, corrupted, patched = plain_patch(model, layer, position)
     mary, john = (model.tokenizer.encode(t)[0] for t in (" Mary", " John"))

@@ -5,7 +5,10 @@ A run asked for by the front end goes to a background thread, so the kernel keep
 widget's messages (Cancel, clicks) while it runs; a run called from code runs in the cell, as any
 call does (interrupt the kernel to stop it; what it filled in stays). A request that arrives
 while a run is going is either queued (the latest replaces any queued before it, and the running
-one is stopped because its result is stale) or refused with a LensError naming the run.
+one is stopped because its result is stale) or refused with a LensError naming the run. A run
+stops with an error when the model's persistent edits change under it
+(``model.edit(inplace=True)`` or ``clear_edits()`` from a cell while it runs): its results would
+mix two models.
 
 Example:
     >>> grid.handle_sweep({})       # what the "Run full sweep" button does
@@ -33,6 +36,12 @@ class Cancelled(LensError):
     """A widget's run was stopped (its Cancel button, ``.cancel()``, or a newer request)."""
 
 
+def _edits_of(model: Any) -> tuple[int, ...] | None:
+    """What identifies the persistent edits a model's traces apply now (models/module.py)."""
+    edits = getattr(model, "_edits", None)
+    return None if edits is None else (id(edits), *map(id, edits))
+
+
 class RunsWork(LensWidget):
     """A widget with long runs: ``task`` (what runs, "" when idle), ``progress`` (0-1),
     ``eta`` (seconds left, -1 unknown), ``queued`` (what starts next) and ``outcome`` (how the
@@ -50,6 +59,7 @@ class RunsWork(LensWidget):
         self._lock = threading.Lock()
         self._next: tuple[str, Body, str] | None = None
         self._started = 0.0
+        self._edits_at_start: tuple[int, ...] | None = None
         super().__init__(**kwargs)
 
     # -- public -------------------------------------------------------------------------------
@@ -127,6 +137,7 @@ class RunsWork(LensWidget):
 
     def _execute(self, task: str, body: Body, *, raise_errors: bool) -> None:
         self._started = time.monotonic()
+        self._edits_at_start = _edits_of(getattr(self, "_model", None))
         with self.hold_sync():
             self.task, self.busy, self.error, self.outcome = task, True, "", ""
             self.progress, self.eta = 0.0, -1.0
@@ -148,6 +159,12 @@ class RunsWork(LensWidget):
         """Report ``done`` of ``total``; raises Cancelled once the run was asked to stop."""
         if self._stop.is_set():
             raise Cancelled(f"{self.task} cancelled")
+        if _edits_of(getattr(self, "_model", None)) != self._edits_at_start:
+            raise LensError(
+                f"{self.task} stopped: the model's persistent edits changed while it ran "
+                "(model.edit(inplace=True) or model.clear_edits() in another cell), so its "
+                "results would mix two models. Run it again."
+            )
         self.report(done, total)
 
     def report(self, done: int, total: int) -> None:

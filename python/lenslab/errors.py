@@ -94,6 +94,11 @@ class SourceUnavailableError(LensError, TypeError):
     """``.source`` of a forward (or called function) that is not Python code with source."""
 
 
+class ScanValueError(LensError, RuntimeError):
+    """Code in a ``model.scan`` block that needs a tensor's values (``if``, ``.item()``): a scan
+    has shapes only."""
+
+
 class DeviceError(LensError, RuntimeError):
     """A device move to hardware this machine does not have."""
 

@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from lenslab import EditError, LanguageModel, TraceStateError
+from lenslab import EditError, LanguageModel, ScanValueError, TraceStateError
 
 from ..conftest import assert_clean, hooked, make_tiny
 
@@ -78,6 +78,37 @@ def test_scan_gives_real_shapes_without_compute_or_change(smollm2):
     assert type(hidden).__name__ == "FakeTensor"
     assert_same_parameters(smollm2._model, before)
     assert_clean(smollm2._model)
+
+
+def test_a_scan_line_that_needs_values_is_a_clear_error_at_that_line(tokenizer):
+    """A scan has shapes, not values: an ``if`` on a tensor, ``.item()`` or a data-dependent op
+    is a ScanValueError at the user's line (torch's own error names an aten op), in an inline
+    body, an invoke and a body lenslab reruns for .save(); the model is left as it was."""
+    import traceback
+
+    model = make_tiny("gpt2", tokenizer)
+    before = parameters_of(model._model)
+    layer = model.transformer.h[0]
+    with pytest.raises(ScanValueError, match="shapes but no values") as caught:
+        with model.scan(PROMPT):
+            if (layer.output > 0).all():  # the line the error names
+                pass
+    last = traceback.extract_tb(caught.value.__traceback__)[-1]
+    assert last.filename == __file__ and "(layer.output > 0).all()" in last.line
+    with pytest.raises(ScanValueError, match=r"line \d+: .*\.item\(\)"):
+        with model.scan() as tracer:
+            with tracer.invoke(PROMPT):
+                layer.output.sum().item()
+    with pytest.raises(ScanValueError, match="shapes but no values"):
+        with model.scan(PROMPT):
+            kept = list().save()  # a body lenslab reruns from its source
+            kept.append(layer.output.nonzero())
+    with model.scan(PROMPT):  # shapes still work
+        if layer.output.shape[-1] > 1:
+            width = layer.output.shape[-1]
+    assert width == model._model.config.n_embd
+    assert_same_parameters(model._model, before)
+    assert_clean(model._model)
 
 
 def test_scan_never_changes_an_accelerate_offloaded_model(tokenizer):

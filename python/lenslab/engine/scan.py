@@ -11,12 +11,50 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
+import torch
 from torch import nn
-from torch._subclasses.fake_tensor import FakeTensorMode
+from torch._subclasses.fake_tensor import (
+    DataDependentOutputException,
+    DynamicOutputShapeException,
+    FakeTensorMode,
+)
 
+from ..errors import ScanValueError
 from .offload import offloading_hooks, stand_in_weights
+
+
+def needs_values(error: BaseException, where: str = "this line") -> ScanValueError | None:
+    """The scan user's error for an op that needs a fake tensor's data (an ``if`` on it,
+    ``.item()``, a data-dependent shape); None for any other error. nnsight makes every fake
+    tensor true instead, so such an ``if`` silently takes one branch."""
+    if not isinstance(error, (DataDependentOutputException, DynamicOutputShapeException)):
+        return None
+    return ScanValueError(
+        f"model.scan runs on fake tensors, which have shapes but no values, and {where} needs a "
+        "tensor's values (an `if` or bool() on it, .item(), .tolist(), or an op whose output "
+        "shape depends on the data). In a scan, branch on shapes and dtypes only; read values "
+        "with model.trace(...)."
+    )
+
+
+_LIBRARIES = (str(Path(torch.__file__).resolve().parent), str(Path(__file__).resolve().parents[1]))
+
+
+def ending_at_user_code(trace: TracebackType | None) -> TracebackType | None:
+    """``trace`` cut after its last frame outside torch and lenslab: the user's line, so an
+    error lenslab raises in place of torch's does not end in torch's internals."""
+    last, entry = None, trace
+    while entry is not None:
+        if not str(Path(entry.tb_frame.f_code.co_filename).resolve()).startswith(_LIBRARIES):
+            last = entry
+        entry = entry.tb_next
+    if last is not None:
+        last.tb_next = None
+    return trace
 
 
 def shapes_only(call: Callable[[], Any], model: nn.Module) -> Callable[[], Any]:

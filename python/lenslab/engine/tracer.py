@@ -46,7 +46,7 @@ from .gradients import close_trace, open_trace
 from .interleaver import Interleaver, Run, StopTrace
 from .mediator import Mediator
 from .registry import _open
-from .scan import shapes_only
+from .scan import ending_at_user_code, needs_values, shapes_only
 from .source import Index
 from .steps import StepLoop, Steps, advance
 
@@ -278,8 +278,8 @@ class Tracer(Guarded):
             error_type = self._run_rewritten(error_type)
             if error_type is None:  # the skipped body ran
                 error_type = frames.SkipBody
-        elif error is not None and (converted := rerun.save_error(error, self._block)):
-            raise converted.with_traceback(traceback) from None
+        elif error is not None and (converted := self._converted(error)):
+            raise converted.with_traceback(ending_at_user_code(traceback)) from None
         if error_type is None or error_type is frames.SkipBody:
             if self._interleaver is None and not self._pending:
                 raise InputError(
@@ -292,6 +292,14 @@ class Tracer(Guarded):
             if self._pending:
                 self._flush()
         return error_type in (StopTrace, frames.SkipBody)
+
+    def _converted(self, error: BaseException, block: Block | None = None) -> LensError | None:
+        """The user's error for what the body raised, where lenslab knows better than the raw
+        one: a missing ``.save()``, or a scan asked for a value."""
+        converted = rerun.save_error(error, block if block is not None else self._block)
+        if converted is None and self._scan:
+            converted = needs_values(error)
+        return converted
 
     def _run_rewritten(self, error_type: type[BaseException] | None) -> type[BaseException] | None:
         """Run the body skipped for rerun.py, here in ``__exit__``; what to go on with."""
@@ -307,7 +315,7 @@ class Tracer(Guarded):
             if isinstance(error.__context__, frames.SkipBody):  # how the body was skipped
                 error.__context__ = None
             trimmed = rerun.from_the_body(error.__traceback__)
-            converted = rerun.save_error(error, body.block)
+            converted = self._converted(error, body.block)
             if converted is not None:
                 raise converted.with_traceback(trimmed) from None
             raise error.with_traceback(trimmed)  # noqa: B904 (it is the same exception)
@@ -660,11 +668,14 @@ def _explained(error: BaseException, pending: list[Deferred]) -> BaseException:
     return error
 
 
-def _scan_failure(error: BaseException, pending: list[Deferred]) -> EditError:
+def _scan_failure(error: BaseException, pending: list[Deferred]) -> LensError:
     """Name the user's line where the fake-tensor run of a validated block failed."""
     files = {body.block.body.co_filename for body in pending if body.block.body is not None}
     lines = [f for f in traceback.extract_tb(error.__traceback__) if f.filename in files]
     where = f"line {lines[-1].lineno}: {lines[-1].line}" if lines else "the block"
+    converted = needs_values(error, where)
+    if converted is not None:
+        return converted
     return EditError(
         f"validate=True: on fake tensors (before any real compute), {where} fails: "
         f"{type(error).__name__}: {error}"

@@ -73,6 +73,29 @@ def test_backward_block_reads_live_gradients_in_any_order(any_model):
     any_model._model.zero_grad(set_to_none=True)
 
 
+def test_gradients_held_in_a_list_or_a_loop_read_in_forward_order(tiny_gpt2):
+    """Tensors the block reaches through a list (``hs[0].grad``) or a loop over one are
+    watched from the start too, so forward order works, as for plain names."""
+    expected = reference_grads(tiny_gpt2, [0, 1])
+    with tiny_gpt2.trace(PROMPT):
+        hs = [layer(tiny_gpt2, 0).output, layer(tiny_gpt2, 1).output]
+        loss = -tiny_gpt2.output.logits[0, -1, target(tiny_gpt2)]
+        with loss.backward():
+            first = hs[0].grad.save()
+            second = hs[1].grad.save()
+    with tiny_gpt2.trace(PROMPT):
+        hs = {"a": layer(tiny_gpt2, 0).output, "b": layer(tiny_gpt2, 1).output}
+        loss = -tiny_gpt2.output.logits[0, -1, target(tiny_gpt2)]
+        looped = []
+        with loss.backward():
+            for name in hs:
+                looped.append(hs[name].grad.save())
+    for got in ((first, second), looped):
+        for value, want in zip(got, expected):
+            torch.testing.assert_close(value, want)
+    assert_clean(tiny_gpt2._model)
+
+
 def test_editing_a_gradient_changes_everything_upstream(smollm2):
     with smollm2.trace(PROMPT):
         early = smollm2.model.layers[3].output

@@ -100,6 +100,18 @@ class _Abort(BaseException):
     pass
 
 
+def _tensors_in(value: Any, depth: int = 3) -> list[torch.Tensor]:
+    """``value`` if a tensor, or the tensors in it if a list, tuple or dict (a few levels)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if depth == 0:
+        return []
+    items = value.values() if isinstance(value, dict) else value
+    if not isinstance(value, (list, tuple, dict)):
+        return []
+    return [t for item in items for t in _tensors_in(item, depth - 1)]
+
+
 class BackwardBlock:
     """The with-block of ``loss.backward()``; the backward runs as its body asks."""
 
@@ -126,9 +138,9 @@ class BackwardBlock:
         self._body = getcurrent()
         names = {**frame.f_globals, **frame.f_locals}
         for name in grad_names:  # watch every tensor the block reads .grad of: any order works
-            value = names.get(name)
-            if isinstance(value, torch.Tensor) and value.requires_grad and not value.is_leaf:
-                self._watch(value)
+            for value in _tensors_in(names.get(name)):
+                if value.requires_grad and not value.is_leaf:
+                    self._watch(value)
 
     def __enter__(self) -> BackwardBlock:
         if self._standalone:
@@ -207,7 +219,12 @@ class BackwardBlock:
         self._greenlet.switch()
         current = self._current
         if current is None or current[0] != key:
-            raise ModuleNotCalledError("this tensor received no gradient from the loss.")
+            raise ModuleNotCalledError(
+                "this tensor received no gradient from the loss, or its gradient flowed before "
+                "this line asked for it. lenslab watches from the start the tensors the block "
+                "names (h.grad, hs[0].grad, t.grad in a loop over hs), so those read in any "
+                "order; read others from the loss backwards (later layers first)."
+            )
         return current[1]
 
     def write(self, tensor: torch.Tensor, value: torch.Tensor) -> None:

@@ -155,17 +155,34 @@ def _find_block(filename: str, line: int) -> Block | None:
             for node in ast.walk(item.context_expr)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
         ),
-        grad_names=frozenset(
-            node.value.id
-            for stmt in best.body
-            for node in ast.walk(stmt)
-            if isinstance(node, ast.Attribute)
-            and node.attr == "grad"
-            and isinstance(node.value, ast.Name)
-        ),
+        grad_names=_grad_names(best.body),
         passive=passive(best.body),
         saves_anything=rewritten is not None and body is not None,
     )
+
+
+def _grad_names(body: list[ast.stmt]) -> frozenset[str]:
+    """The names a backward block reads or sets ``.grad`` through: ``h.grad``, ``hs[0].grad``
+    (``hs``), and ``t.grad`` in ``for t in hs`` (``hs``), so their tensors can be watched
+    before the backward starts and gradients read in any order."""
+    names: set[str] = set()
+    loops: dict[str, set[str]] = {}  # a loop variable -> the names its iterable comes from
+    for stmt in body:
+        for node in ast.walk(stmt):
+            if isinstance(node, (ast.For, ast.comprehension)) and isinstance(node.target, ast.Name):
+                loops.setdefault(node.target.id, set()).update(
+                    n.id for n in ast.walk(node.iter) if isinstance(n, ast.Name)
+                )
+    for stmt in body:
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Attribute) and node.attr == "grad":
+                root = node.value
+                while isinstance(root, ast.Subscript):
+                    root = root.value
+                if isinstance(root, ast.Name):
+                    names.add(root.id)
+                    names.update(loops.get(root.id, ()))
+    return frozenset(names)
 
 
 def plain_body(body: list[ast.stmt], filename: str) -> CodeType | None:

@@ -104,11 +104,9 @@ def _tensors_in(value: Any, depth: int = 3) -> list[torch.Tensor]:
     """``value`` if a tensor, or the tensors in it if a list, tuple or dict (a few levels)."""
     if isinstance(value, torch.Tensor):
         return [value]
-    if depth == 0:
+    if depth == 0 or not isinstance(value, (list, tuple, dict)):
         return []
     items = value.values() if isinstance(value, dict) else value
-    if not isinstance(value, (list, tuple, dict)):
-        return []
     return [t for item in items for t in _tensors_in(item, depth - 1)]
 
 

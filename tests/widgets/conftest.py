@@ -3,6 +3,7 @@ messages (exactly what the browser's widget manager sends over the comm)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -53,3 +54,19 @@ def front_end_sends(widget: Any, content: dict[str, Any]) -> None:
     widget._handle_msg(
         {"content": {"data": {"method": "custom", "content": content}}, "buffers": []}
     )
+
+
+def pause_at(widget: Any, done: int) -> tuple[threading.Event, threading.Event]:
+    """Hold a widget's run once it reports ``done`` steps (the first time): returns
+    ``(reached, go)``; wait on ``reached``, then set ``go`` to let the run continue."""
+    reached, go = threading.Event(), threading.Event()
+    report = widget.report
+
+    def pausing(now: int, total: int) -> None:
+        report(now, total)
+        if now == done and not reached.is_set():
+            reached.set()
+            go.wait(60)
+
+    widget.report = pausing
+    return reached, go

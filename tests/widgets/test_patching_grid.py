@@ -3,8 +3,6 @@ sweep fills the grid batch by batch and ends equal to activation_patching."""
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import torch
@@ -13,7 +11,7 @@ from lenslab import activation_patching
 from lenslab.widgets import PatchingGrid
 
 from ..conftest import hooked
-from .conftest import front_end_sends
+from .conftest import front_end_sends, pause_at
 
 CLEAN = "When John and Mary went to the shops, John gave the bag to"
 CORRUPTED = "When John and Mary went to the shops, Mary gave the bag to"
@@ -120,16 +118,7 @@ def test_the_sweep_button_fills_the_grid_progressively(grid, smollm2, wire):
 def test_a_background_sweep_refuses_clicks_reports_time_left_and_cancels(smollm2, wire):
     grid = PatchingGrid(smollm2, CLEAN, CORRUPTED, " Mary", " John")
     sent = wire(grid)
-    reached, go = threading.Event(), threading.Event()
-    report = grid.report
-
-    def pause_after_two_rows(done, total):
-        report(done, total)
-        if done == 2 * 14:
-            reached.set()
-            go.wait(60)
-
-    grid.report = pause_after_two_rows
+    reached, go = pause_at(grid, 2 * 14)  # after two rows
     front_end_sends(grid, {"kind": "sweep", "id": 1})
     assert sent.custom()[-1] == {"kind": "reply", "id": 1, "ok": True, "error": ""}
     assert reached.wait(300), "the sweep never got past two rows"
@@ -159,16 +148,7 @@ def test_a_background_sweep_refuses_clicks_reports_time_left_and_cancels(smollm2
 def test_a_background_sweep_stops_when_the_models_edits_change_under_it(smollm2, wire):
     grid = PatchingGrid(smollm2, CLEAN, CORRUPTED, " Mary", " John")
     wire(grid)
-    reached, go = threading.Event(), threading.Event()
-    report = grid.report
-
-    def pause_after_one_row(done, total):
-        report(done, total)
-        if done == 14:
-            reached.set()
-            go.wait(60)
-
-    grid.report = pause_after_one_row
+    reached, go = pause_at(grid, 14)  # after one row
     front_end_sends(grid, {"kind": "sweep", "id": 1})
     assert reached.wait(300), "the sweep never got past a row"
     try:

@@ -3,15 +3,13 @@ move from the front end regenerates with busy set while it runs."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import torch
 
 from lenslab import steering_vector
 from lenslab.widgets import SteeringPanel
 
-from .conftest import front_end_sends, front_end_sets
+from .conftest import front_end_sends, front_end_sets, pause_at
 
 PROMPT = "I think that you are"
 POSITIVE = ["I love you", "You are wonderful"]
@@ -143,16 +141,7 @@ def test_a_move_while_generating_is_queued_and_the_latest_setting_wins(smollm2, 
         smollm2, PROMPT, positive=POSITIVE, negative=NEGATIVE, layers=8, max_new_tokens=TOKENS
     )
     sent = wire(panel)
-    reached, go = threading.Event(), threading.Event()
-    report = panel.report
-
-    def pause_at_the_second_token(done, total):
-        report(done, total)
-        if done == 2 and not reached.is_set():
-            reached.set()
-            go.wait(60)
-
-    panel.report = pause_at_the_second_token
+    reached, go = pause_at(panel, 2)  # at the second token
     front_end_sets(panel, coefficient=3.0)
     assert reached.wait(300)
     assert panel.task == "generate" and panel.progress == pytest.approx(2 / TOKENS)
@@ -176,16 +165,7 @@ def test_cancel_keeps_the_text_shown(smollm2, wire):
         smollm2, PROMPT, positive=POSITIVE, negative=NEGATIVE, layers=8, max_new_tokens=TOKENS
     )
     before = (panel.steered, panel.shown_coefficient, panel.runs)
-    reached, go = threading.Event(), threading.Event()
-    report = panel.report
-
-    def pause(done, total):
-        report(done, total)
-        if done == 1:
-            reached.set()
-            go.wait(60)
-
-    panel.report = pause
+    reached, go = pause_at(panel, 1)
     front_end_sets(panel, coefficient=4.0)
     assert reached.wait(300)
     front_end_sends(panel, {"kind": "cancel", "id": 1})
